@@ -1,0 +1,56 @@
+"""Lazy, quiet imports of the heavy frameworks.
+
+TensorFlow's C++ runtime writes start-up lines ("Could not find cuda drivers ...") straight to
+file descriptor 2 before any log level applies. :func:`import_keras` imports Keras (and with it
+the backend) with that descriptor pointed at a temporary file, and replays the text only if the
+import fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+__all__ = ["import_keras", "quiet_stderr"]
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silences file descriptor 2 (C and C++ writers included); replays it on an exception."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. under a test runner)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, fd)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def import_keras() -> ModuleType:
+    """Returns the ``keras`` module, importing it (and its backend) quietly the first time."""
+    module = sys.modules.get("keras")
+    if module is not None and hasattr(module, "ops"):
+        return module
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_stderr():
+        module = importlib.import_module("keras")
+        # The first op initialises the backend's devices, which prints too.
+        module.ops.convert_to_numpy(module.ops.zeros(()))
+    return module

@@ -1,0 +1,429 @@
+"""The ``lrsearch`` command line: thin click commands over the library.
+
+This is the only module that imports click. It imports nothing heavy at module level: Keras,
+TensorFlow and Optuna are imported inside the commands that need them, so ``lrsearch --help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from typing import Any
+
+import click
+
+from lrsearch import __version__
+from lrsearch.exceptions import ConfigError, Interrupted, LRSearchError, ScheduleError
+from lrsearch.storage import mask_url
+
+__all__ = ["cli", "main"]
+
+_USAGE_ERRORS = (ConfigError, ScheduleError)
+
+
+def _invoke_reporting_errors(command: click.Command, ctx: click.Context) -> Any:
+    """Runs a command; lrsearch's errors become one line (exit 2 for bad input, else 1)."""
+    try:
+        return super(type(command), command).invoke(ctx)
+    except _USAGE_ERRORS as exc:
+        raise click.UsageError(str(exc), ctx=ctx) from None
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(130)
+    except LRSearchError as exc:
+        raise click.ClickException(mask_url(str(exc))) from None
+
+
+class _Command(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        return _invoke_reporting_errors(self, ctx)
+
+
+class _Group(click.Group):
+    """A group whose commands report lrsearch's errors as one line, with "did you mean"."""
+
+    command_class = _Command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _invoke_reporting_errors(self, ctx)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise click.UsageError(f"No such command '{name}'.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lrsearch")
+def cli() -> None:
+    """Find the learning-rate schedule that trains your Keras model best.
+
+    \b
+    Every trial of an Optuna study is a real Keras training with a sampled
+    schedule family (cosine, one-cycle, warmup-stable-decay, ...) and its
+    parameters, stored in a SQL database that optuna-dashboard reads.
+
+    \b
+    Examples:
+      lrsearch start studies/digits.toml      # run the default study (SQLite)
+      lrsearch status digits-mlp              # how it is going
+      lrsearch best digits-mlp --json         # the winning schedule
+      lrsearch schedules                      # the schedule families
+      lrsearch schedules plot onecycle --learning-rate 0.1 -o onecycle.png
+    """
+
+
+_STORAGE_HELP = (
+    "SQLAlchemy URL of the study database  [default: $LRSEARCH_STORAGE, else "
+    "sqlite:///lrsearch.db]"
+)
+
+
+def _storage_option(f: Any) -> Any:
+    return click.option("--storage", metavar="URL", default=None, help=_STORAGE_HELP)(f)
+
+
+@cli.command()
+@click.argument("study_file", type=click.Path(path_type=str))
+@_storage_option
+@click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The study's total budget of finished trials, over all workers  [default: the file's]",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop starting new trials after this many seconds.",
+)
+@click.option("--study-name", default=None, help="Use this name instead of the file's.")
+@click.option(
+    "--allow-changed",
+    is_flag=True,
+    help="Join an existing study even if its stored study file differs.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar (lines are still printed).")
+def start(
+    study_file: str,
+    storage: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+    study_name: str | None,
+    allow_changed: bool,
+    no_progress: bool,
+) -> None:
+    """Create or join the study of STUDY_FILE and run trials until its budget is met.
+
+    Every trial trains the file's model with a sampled schedule and reports the
+    monitored metric each epoch, so the pruner stops unpromising ones. Run the
+    same command on more machines against one database and they share the
+    study; run it again after a stop and it resumes. Ctrl-C stops cleanly: the
+    interrupted trial runs again on resume.
+
+    \b
+    Examples:
+      lrsearch start studies/digits.toml
+      lrsearch start studies/digits.toml --n-trials 60       # raise the budget
+      lrsearch start studies/cnn-digits.toml --storage postgresql://me:pw@db/optuna
+    """
+    from pathlib import Path
+
+    from lrsearch.config import load_study_file
+    from lrsearch.storage import mask_url, resolve_storage_url
+    from lrsearch.study import run_study
+
+    config, text = load_study_file(study_file)
+    url = resolve_storage_url(storage)
+    name = study_name or config.study.name
+    budget = n_trials or config.study.n_trials
+    click.echo(
+        f"study {name!r}: {config.training.epochs} epochs per trial, budget {budget} trials, "
+        f"storage {mask_url(url)}"
+    )
+    summary = run_study(
+        config,
+        study_file_text=text,
+        base_dir=Path(study_file).resolve().parent,
+        storage_url=url,
+        study_name=study_name,
+        n_trials=n_trials,
+        timeout=timeout,
+        allow_changed=allow_changed,
+        progress=not no_progress,
+        echo=click.echo,
+    )
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
+    click.echo(
+        f"done: {summary.finished}/{summary.n_trials} finished ({counts}); "
+        f"{summary.ran} trial(s) run here in {summary.seconds:.0f}s"
+    )
+    if summary.best is not None:
+        best = summary.best
+        sched = best.get("schedule") or {}
+        click.echo(
+            f"best: trial #{best['number']} {config.study.metric}={best['value']:.4f} "
+            f"{sched.get('family', '')} {json.dumps(sched.get('params', {}))}"
+        )
+    click.echo(f"look closer: optuna-dashboard {summary.storage_url}")
+    click.echo(
+        f"             lrsearch status {summary.study_name!r} --storage {summary.storage_url}"
+    )
+
+
+@cli.command()
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def studies(storage: str | None, as_json: bool) -> None:
+    """List the studies in a storage.
+
+    \b
+    Examples:
+      lrsearch studies
+      lrsearch studies --storage postgresql://me:pw@db/optuna --json
+    """
+    from lrsearch.study import list_studies
+
+    rows = list_studies(storage)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no studies yet; create one with: lrsearch start STUDY_FILE")
+        return
+    for r in rows:
+        best = f"{r['best']:.4f}" if r["best"] is not None else "-"
+        budget = f"/{r['budget']}" if r["budget"] else ""
+        click.echo(
+            f"{r['name']:<30} {r['n_trials']:>4}{budget:<5} trials  best {r['metric'] or 'value'}"
+            f"={best} ({r['direction']})  created {r['created']}"
+        )
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(name: str, storage: str | None, as_json: bool) -> None:
+    """Show a study's progress: trials per state, best per family, running trials.
+
+    \b
+    Examples:
+      lrsearch status digits-mlp
+      lrsearch status digits-mlp --storage sqlite:///runs/lrsearch.db --json
+    """
+    from lrsearch.study import study_status
+
+    info = study_status(name, storage)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items())) or "no trials"
+    budget = f" of a budget of {info['budget']}" if info["budget"] else ""
+    click.echo(f"study {info['name']!r} ({info['direction']} {info['metric']}): {counts}{budget}")
+    if info["best_per_family"]:
+        click.echo("best per family:")
+        for family, b in info["best_per_family"].items():
+            click.echo(f"  {family:<16} {b['value']:.4f}  (trial #{b['number']})")
+    for r in info["running"]:
+        click.echo(f"running: trial #{r['number']} {r['family'] or ''} since {r['started']}")
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the schedule config too).")
+def best(name: str, storage: str | None, as_json: bool) -> None:
+    """Show a study's best trial and its schedule in absolute units.
+
+    The printed schedule is exactly what lrsearch.schedules.build_schedule takes.
+
+    \b
+    Examples:
+      lrsearch best digits-mlp
+      lrsearch best digits-mlp --json > best.json
+    """
+    from lrsearch.study import best_trial
+
+    info = best_trial(name, storage)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    sched = info.get("schedule") or {}
+    click.echo(
+        f"study {info['study']!r}: best trial #{info['number']}, "
+        f"{info['metric']}={info['value']:.4f}"
+    )
+    click.echo(f"family: {sched.get('family')}  (total_steps={sched.get('total_steps')})")
+    for key, value in (sched.get("params") or {}).items():
+        click.echo(f"  {key} = {value!r}")
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+@cli.group(cls=_Group, invoke_without_command=True)
+@click.pass_context
+def schedules(ctx: click.Context) -> None:
+    """List the schedule families with their parameters and defaults.
+
+    \b
+    Examples:
+      lrsearch schedules
+      lrsearch schedules plot cosine --warmup-steps 200 --epochs 20 -o cosine.png
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from lrsearch.schedules import FAMILIES
+
+    for family in FAMILIES.values():
+        click.echo(click.style(family.name, bold=True) + f"  {family.summary}")
+        click.echo(f"  reference: {family.reference}")
+        width = max(len(p.name) for p in family.params)
+        for p in family.params:
+            kind = "|".join(p.choices) if p.choices else p.kind
+            click.echo(f"    {p.name:<{width}}  {kind:<10} = {p.default_text:<32} {p.help}")
+        if family.needs_total_steps:
+            click.echo(f"    {'total_steps':<{width}}  {'int':<10} = {'the training budget':<32}")
+        click.echo()
+
+
+def _parse_extra_params(family_name: str, args: list[str]) -> dict[str, Any]:
+    """Parses ``--pct-start 0.3 --three-phase --anneal=linear`` against a family's params."""
+    from lrsearch.schedules import get_family
+
+    family = get_family(family_name)
+    params: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ScheduleError(
+                f"Unexpected argument {arg!r}; give parameters as --name value "
+                f"(see 'lrsearch schedules' for {family.name}'s parameters)."
+            )
+        key, eq, inline = arg[2:].partition("=")
+        name = key.replace("-", "_")
+        negated = name.startswith("no_") and name[3:] in family.param_names
+        if negated:
+            name = name[3:]
+        param = family.param(name)
+        if param.kind == "bool" and not eq:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and nxt.lower() in ("true", "false", "1", "0", "yes", "no"):
+                text, i = nxt, i + 2
+            else:
+                text, i = ("false" if negated else "true"), i + 1
+        elif eq:
+            text, i = inline, i + 1
+        elif i + 1 < len(args):
+            text, i = args[i + 1], i + 2
+        else:
+            raise ScheduleError(f"Option --{key} needs a value.")
+        params[name] = _parse_value(param.kind, name, text)
+    return params
+
+
+def _parse_value(kind: str, name: str, text: str) -> Any:
+    if kind == "bool":
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ScheduleError(f"Argument `{name}` must be true or false. Received: {name}={text!r}")
+    if kind in ("float", "int"):
+        try:
+            return float(text) if kind == "float" else _parse_int(text)
+        except ValueError:
+            raise ScheduleError(
+                f"Argument `{name}` must be a number. Received: {name}={text!r}"
+            ) from None
+    return text
+
+
+def _parse_int(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # "1e3" is fine; 1.5 is rejected by the registry with its name
+
+
+@schedules.command(
+    "plot",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+@click.argument("family")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="PNG file to write  [default: FAMILY.png]",
+)
+@click.option("--log", "log_scale", is_flag=True, help="Log-scale the learning-rate axis.")
+@click.pass_context
+def plot(
+    ctx: click.Context,
+    family: str,
+    epochs: int,
+    steps_per_epoch: int,
+    output: str | None,
+    log_scale: bool,
+) -> None:
+    """Draw a family's learning rate over a training, to see it before searching it.
+
+    FAMILY's parameters are given as options named after them (dashes or
+    underscores); the rest take their defaults (see 'lrsearch schedules').
+
+    \b
+    Examples:
+      lrsearch schedules plot onecycle --learning-rate 0.1 --epochs 10 -o onecycle.png
+      lrsearch schedules plot wsd --warmup-steps 100 --decay-shape sqrt --log
+      lrsearch schedules plot cosine_restarts --first-decay-steps 200 --t-mul 1
+    """
+    from lrsearch.plots import describe_params, plot_schedule, schedule_values
+    from lrsearch.schedules import get_family, resolve_params
+
+    params = _parse_extra_params(family, ctx.args)
+    if family == "warmup_decay":
+        params.setdefault("steps_per_epoch", steps_per_epoch)
+    total = epochs * steps_per_epoch
+    resolved = resolve_params(family, total_steps=total, **params)
+    schedule = get_family(family).schedule_class(**resolved)
+    values = schedule_values(schedule, total)
+    note = None
+    if family == "plateau":
+        note = "Plateau cuts depend on the monitored metric during training; shown without cuts."
+    out = plot_schedule(
+        values,
+        steps_per_epoch=steps_per_epoch,
+        title=f"{family}: {describe_params(resolved, skip=('total_steps',))}",
+        path=output or f"{family}.png",
+        log_scale=log_scale,
+        note=note,
+    )
+    click.echo(
+        f"wrote {out} ({family}, {epochs} epochs x {steps_per_epoch} steps; "
+        f"lr from {values[0]:.3g} to {values[-1]:.3g}, max {values.max():.3g})"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="lrsearch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

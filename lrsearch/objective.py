@@ -1,0 +1,332 @@
+"""One trial = one real Keras training with a sampled schedule.
+
+:func:`train` runs a training for a :class:`~lrsearch.space.SchedulePoint` and returns its
+per-epoch history; :class:`Objective` is the Optuna objective built on it: it loads the data once
+per process, samples the schedule, reports the monitored metric every epoch so the pruner can stop
+unpromising trials, and records on the trial everything needed to look at it or train it again.
+
+Divergence (a NaN/inf loss, or a loss ``divergence_factor`` times the first batch's) stops the
+training at once. The trial ends PRUNED with a NaN intermediate value at the epoch it diverged and
+``outcome = "diverged"`` with the step: a FAIL would be invisible to the TPE sampler, while a
+pruned trial is ranked behind every completed one, and a NaN last value behind every pruned one
+that reached the same epoch, so the sampler steers away from that region.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrsearch._imports import import_keras
+from lrsearch.config import StudyConfig
+from lrsearch.data import Dataset, load_dataset
+from lrsearch.exceptions import ConfigError
+from lrsearch.models import build_model
+from lrsearch.space import Budget, SchedulePoint, SearchSpace
+
+__all__ = [
+    "Objective",
+    "TrainResult",
+    "load_data",
+    "make_budget",
+    "make_optimizer",
+    "train",
+    "ATTR_SCHEDULE",
+]
+
+ATTR_SCHEDULE = "schedule"
+ATTR_RELATIVE = "relative"
+ATTR_HISTORY = "history"
+ATTR_OUTCOME = "outcome"
+ATTR_BASELINE = "lrsearch.baseline"
+ATTR_RETRY_OF = "lrsearch.retry_of"
+ATTR_INTERRUPTED = "lrsearch.interrupted"
+
+
+@dataclass
+class TrainResult:
+    """What one training produced."""
+
+    history: dict[str, list[float]]
+    outcome: str  # "complete", "pruned" or "diverged"
+    epochs_run: int
+    train_seconds: float
+    startup_seconds: float
+    diverged_at_step: int | None = None
+    value: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_data(config: StudyConfig, base_dir: Path | None = None) -> Dataset:
+    """The study's dataset (cached per process by :func:`lrsearch.data.load_dataset`)."""
+    d = config.data
+    return load_dataset(
+        d.source,
+        validation_split=d.validation_split,
+        seed=config.study.seed,
+        label_column=d.label_column,
+        limit=d.limit,
+        base_dir=base_dir,
+    )
+
+
+def make_budget(config: StudyConfig, dataset: Dataset) -> Budget:
+    """The training budget and monitored metric the search layer resolves against."""
+    mode = "max" if config.study.direction == "maximize" else "min"
+    return Budget(
+        epochs=config.training.epochs,
+        steps_per_epoch=dataset.steps_per_epoch(config.data.batch_size),
+        monitor=config.study.metric,
+        mode=mode,
+    )
+
+
+def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
+    """The study's Keras optimizer driven by ``schedule``."""
+    keras = import_keras()
+    t = config.training
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=schedule, momentum=t.momentum)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=t.weight_decay)
+    return keras.optimizers.Adam(learning_rate=schedule)
+
+
+def _trial_callback_class() -> type:
+    keras = import_keras()
+
+    class _TrialCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        """Records the history, watches for divergence and asks the pruner, epoch by epoch."""
+
+        def __init__(
+            self,
+            metric: str,
+            divergence_factor: float,
+            report: Callable[[float, int], bool] | None,
+        ) -> None:
+            super().__init__()
+            self.metric = metric
+            self.divergence_factor = divergence_factor
+            self.report = report
+            self.history: dict[str, list[float]] = {"epoch": [], "lr": []}
+            self.first_loss: float | None = None
+            self.diverged_at_step: int | None = None
+            self.pruned = False
+            self.steps = 0
+            self.first_step_time: float | None = None
+            self._epoch_lr = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self._epoch_lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            self.steps += 1
+            loss = float((logs or {}).get("loss", 0.0))
+            if self.first_loss is None:
+                self.first_loss = loss
+                self.first_step_time = time.perf_counter()
+            limit = self.divergence_factor * max(abs(self.first_loss), 1e-8)
+            if not math.isfinite(loss) or loss > limit:
+                self.diverged_at_step = self.steps
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = dict(logs or {})
+            self.history["epoch"].append(epoch + 1)
+            self.history["lr"].append(self._epoch_lr)
+            for key, value in sorted(logs.items()):
+                if key == "learning_rate":
+                    continue
+                self.history.setdefault(key, []).append(float(value))
+            if self.metric not in logs:
+                raise ConfigError(
+                    f"study.metric = {self.metric!r} is not a metric of this training; "
+                    f"available: {', '.join(sorted(logs))}"
+                )
+            value = float(logs[self.metric])
+            if not math.isfinite(value) and self.diverged_at_step is None:
+                self.diverged_at_step = self.steps
+            if self.diverged_at_step is not None:
+                self.model.stop_training = True
+                return
+            if self.report is not None and self.report(value, epoch + 1):
+                self.pruned = True
+                self.model.stop_training = True
+
+    return _TrialCallback
+
+
+def train(
+    config: StudyConfig,
+    dataset: Dataset,
+    point: SchedulePoint,
+    *,
+    seed: int,
+    report: Callable[[float, int], bool] | None = None,
+    base_dir: Path | None = None,
+    epochs: int | None = None,
+    keep_model: bool = False,
+) -> TrainResult:
+    """Trains the study's model with ``point``'s schedule; returns the per-epoch history.
+
+    Args:
+        config: The study configuration (model, training, metric).
+        dataset: Data, loaded once per process.
+        point: The schedule to train with.
+        seed: Seeds weight initialisation and shuffling.
+        report: Called with (metric value, epoch) after each epoch; returns True to prune.
+        base_dir: Folder of the study file, for ``python:`` targets.
+        epochs: Overrides the configured number of epochs.
+        keep_model: Put the trained model in ``result.extra["model"]``.
+    """
+    keras = import_keras()
+    from lrsearch.schedules import PlateauCallback
+
+    started = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = build_model(
+        config.model.type,
+        input_shape=dataset.input_shape,
+        n_classes=dataset.n_classes,
+        params=config.model.params,
+        base_dir=base_dir,
+    )
+    schedule = point.build()
+    model.compile(
+        optimizer=make_optimizer(config, schedule),
+        loss=config.training.loss,
+        metrics=["accuracy"],
+    )
+    tracker = _trial_callback_class()(
+        config.study.metric, config.training.divergence_factor, report
+    )
+    callbacks: list[Any] = [tracker]
+    if point.family == "plateau":
+        callbacks.insert(0, PlateauCallback(schedule))
+    model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=config.data.batch_size,
+        epochs=epochs or config.training.epochs,
+        validation_data=(dataset.x_val, dataset.y_val),
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    elapsed = time.perf_counter() - started
+    history = tracker.history
+    if tracker.diverged_at_step is not None:
+        outcome = "diverged"
+    elif tracker.pruned:
+        outcome = "pruned"
+    else:
+        outcome = "complete"
+    metric_values = history.get(config.study.metric, [])
+    startup = (tracker.first_step_time or time.perf_counter()) - started
+    return TrainResult(
+        history=history,
+        outcome=outcome,
+        epochs_run=len(history["epoch"]),
+        train_seconds=elapsed,
+        startup_seconds=startup,
+        diverged_at_step=tracker.diverged_at_step,
+        value=metric_values[-1] if metric_values else None,
+        extra={"model": model} if keep_model else {},
+    )
+
+
+class Objective:
+    """The Optuna objective of a study: one call = one training.
+
+    Example:
+        >>> objective = Objective(config)  # doctest: +SKIP
+        >>> study = optuna.create_study(direction="maximize")  # doctest: +SKIP
+        >>> study.optimize(objective, n_trials=3)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        *,
+        base_dir: Path | None = None,
+        dataset: Dataset | None = None,
+        on_trial_start: Callable[[Any, SchedulePoint], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.base_dir = base_dir
+        self.dataset = dataset if dataset is not None else load_data(config, base_dir)
+        self.budget = make_budget(config, self.dataset)
+        self.space = SearchSpace.from_config(
+            config.space, self.budget, optimizer=config.training.optimizer
+        )
+        self.baselines = [self.space.baseline_point(b) for b in config.baseline]
+        for b in config.baseline:
+            if b.family not in self.space.families:
+                raise ConfigError(
+                    f"baseline family {b.family!r} is not in space.families; add it there"
+                )
+        self.on_trial_start = on_trial_start
+        self.current_trial: Any = None
+
+    def point_for(self, trial: Any) -> SchedulePoint:
+        """The trial's schedule: a stored baseline, or a fresh sample from the space."""
+        baseline = trial.user_attrs.get(ATTR_BASELINE)
+        if baseline is None:
+            return self.space.suggest(trial)
+        point = self.space.point(baseline["family"], baseline["relative"], baseline["absolute"])
+        self.space.replay(trial, point)
+        return point
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        self.current_trial = trial
+        point = self.point_for(trial)
+        seed = self.config.study.seed + trial.number
+        trial.set_user_attr(ATTR_SCHEDULE, point.record())
+        trial.set_user_attr(ATTR_RELATIVE, point.relative)
+        trial.set_user_attr("seed", seed)
+        if self.on_trial_start is not None:
+            self.on_trial_start(trial, point)
+
+        def report(value: float, epoch: int) -> bool:
+            trial.report(value, epoch)
+            return bool(trial.should_prune())
+
+        try:
+            result = train(
+                self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
+            )
+        except KeyboardInterrupt:
+            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            raise
+        trial.set_user_attr(ATTR_HISTORY, _json_safe(result.history))
+        trial.set_user_attr(ATTR_OUTCOME, result.outcome)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
+        trial.set_user_attr("startup_seconds", round(result.startup_seconds, 3))
+        if result.outcome == "diverged":
+            trial.set_user_attr("diverged_at_step", result.diverged_at_step)
+            trial.report(float("nan"), max(result.epochs_run, 1))
+            raise optuna.TrialPruned(f"diverged at step {result.diverged_at_step}")
+        if result.outcome == "pruned":
+            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
+        assert result.value is not None
+        return float(result.value)
+
+
+def _json_safe(history: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    """NaN/inf become null: the dashboard parses attributes with strict JSON."""
+    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in history.items()}
+
+
+def history_array(history: dict[str, list[float]], key: str) -> np.ndarray:
+    """One column of a stored history as a float array (NaN where missing)."""
+    return np.asarray(history.get(key, []), dtype="float64")

@@ -1,0 +1,97 @@
+"""Storage URLs to Optuna storages, with errors a person can act on.
+
+Any SQLAlchemy URL Optuna accepts works; the URL comes from ``--storage``, else the environment
+variable ``LRSEARCH_STORAGE``, else ``sqlite:///lrsearch.db`` in the current directory. Studies
+are written in Optuna's own schema, so ``optuna`` CLI and optuna-dashboard read them as they are.
+Passwords never appear in what lrsearch prints: :func:`mask_url` hides them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from lrsearch.exceptions import StorageError
+
+__all__ = ["DEFAULT_STORAGE", "ENV_VAR", "mask_url", "open_storage", "resolve_storage_url"]
+
+DEFAULT_STORAGE = "sqlite:///lrsearch.db"
+ENV_VAR = "LRSEARCH_STORAGE"
+
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+
+
+def resolve_storage_url(url: str | None = None) -> str:
+    """``url``, else ``$LRSEARCH_STORAGE``, else ``sqlite:///lrsearch.db``."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_STORAGE
+
+
+def mask_url(text: str) -> str:
+    """Replaces the password of every URL in ``text`` with ``***``.
+
+    Example:
+        >>> mask_url("postgresql://bob:s3cret@db:5432/optuna")
+        'postgresql://bob:***@db:5432/optuna'
+    """
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", text)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several local workers may write at once: wait for the lock instead of failing.
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2, "pool_recycle": 1800}
+
+
+def _explain(url: str, exc: Exception) -> str:
+    masked = mask_url(url)
+    reason = mask_url(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
+    first = reason[0] if reason else type(exc).__name__
+    lowered = first.lower()
+    if "password authentication failed" in lowered or "access denied" in lowered:
+        hint = "check the user name and password in the URL"
+    elif "could not translate host" in lowered or "name or service not known" in lowered:
+        hint = "check the host name in the URL"
+    elif "connection refused" in lowered or "can't connect" in lowered or "timeout" in lowered:
+        hint = "is the database server running and reachable at that host and port?"
+    elif "unable to open database file" in lowered:
+        hint = "the folder of the SQLite file must exist and be writable"
+    elif "does not exist" in lowered or "unknown database" in lowered:
+        hint = "create the database first (e.g. createdb NAME)"
+    elif isinstance(exc, ModuleNotFoundError | ImportError):
+        hint = "install the driver: pip install 'lrsearch[postgres]' or 'lrsearch[mysql]'"
+    else:
+        hint = "see the URL forms in the README (Storage section)"
+    return f"Cannot open storage {masked}: {first} ({hint})."
+
+
+def open_storage(url: str | None = None, **kwargs: Any) -> Any:
+    """Opens (and creates the schema of) the Optuna RDB storage at ``url``.
+
+    Args:
+        url: A SQLAlchemy URL; ``None`` resolves as :func:`resolve_storage_url`.
+        **kwargs: Passed to :class:`optuna.storages.RDBStorage` (e.g. ``heartbeat_interval``).
+
+    Raises:
+        StorageError: malformed URL, missing driver, unreachable server, bad credentials.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    resolved = resolve_storage_url(url)
+    if "://" not in resolved:
+        raise StorageError(
+            f"Storage {mask_url(resolved)!r} is not a URL; use e.g. sqlite:///lrsearch.db or "
+            "postgresql://user:password@host/db."
+        )
+    try:
+        return optuna.storages.RDBStorage(
+            resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs
+        )
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise StorageError(
+            f"Storage URL {mask_url(resolved)!r} is malformed: {mask_url(str(exc))}"
+        ) from None
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        raise StorageError(_explain(resolved, exc)) from None

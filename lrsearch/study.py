@@ -1,0 +1,533 @@
+"""Studies: create or join one, run its trials to the budget, and read results back.
+
+A study is a plain Optuna study in Optuna's own schema. lrsearch adds study user attributes
+(``lrsearch.*``: the study file, its normalized config and fingerprint, the data fingerprint, the
+budget, versions) and per-trial user attributes (schedule, relative values, history, outcome,
+seed, timings), so the ``optuna`` CLI and optuna-dashboard read everything as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrsearch import __version__
+from lrsearch._imports import import_keras
+from lrsearch.config import StudyConfig, config_diff, parse_study_config
+from lrsearch.exceptions import ConfigError, Interrupted, LRSearchError
+from lrsearch.objective import (
+    ATTR_BASELINE,
+    ATTR_INTERRUPTED,
+    ATTR_OUTCOME,
+    ATTR_RETRY_OF,
+    ATTR_SCHEDULE,
+    Objective,
+)
+from lrsearch.storage import mask_url, open_storage, resolve_storage_url
+
+__all__ = [
+    "Interrupted",
+    "RunSummary",
+    "TrialError",
+    "best_trial",
+    "list_studies",
+    "make_pruner",
+    "make_sampler",
+    "open_study",
+    "run_study",
+    "study_status",
+    "trial_line",
+]
+
+ATTR_CONFIG = "lrsearch.config"
+ATTR_FILE = "lrsearch.study_file"
+ATTR_FINGERPRINT = "lrsearch.fingerprint"
+ATTR_DATA = "lrsearch.data_fingerprint"
+ATTR_N_TRIALS = "lrsearch.n_trials"
+ATTR_VERSIONS = "lrsearch.versions"
+_MAX_FAILURES_IN_A_ROW = 3
+
+
+class TrialError(Exception):
+    """An unexpected error inside one trial: the trial fails, the study goes on."""
+
+
+def make_sampler(config: StudyConfig) -> Any:
+    """The Optuna sampler named by ``[study.sampler]``, seeded by ``study.seed``."""
+    import warnings
+
+    import optuna
+
+    # multivariate/group/constant_liar are "experimental" in Optuna but long-standing and used
+    # here on purpose; their warnings would only alarm users.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    s, seed = config.study.sampler, config.study.seed
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if s.name == "cmaes":
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=s.n_startup_trials, warn_independent_sampling=False
+        )
+    # multivariate + group model the conditional per-family parameters jointly; constant_liar
+    # keeps workers that share a study from sampling the same point.
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=s.n_startup_trials,
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+    )
+
+
+def make_pruner(config: StudyConfig) -> Any:
+    """The Optuna pruner of ``[study.pruner]``; it never prunes before ``start_fraction``.
+
+    Early validation metrics favour schedules that decay early (short-horizon bias), so by
+    default nothing is pruned in the first half of the epochs.
+    """
+    import optuna
+
+    p, epochs = config.study.pruner, config.training.epochs
+    first = max(1, math.ceil(p.start_fraction * epochs))
+    if p.name == "none":
+        return optuna.pruners.NopPruner()
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=first, max_resource=epochs, reduction_factor=p.reduction_factor
+        )
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=first, reduction_factor=p.reduction_factor
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=p.n_startup_trials, n_warmup_steps=first, interval_steps=1
+    )
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+
+    keras = import_keras()
+
+    out = {"lrsearch": __version__, "optuna": optuna.__version__, "keras": keras.__version__}
+    backend = keras.backend.backend()
+    out["backend"] = backend
+    module = sys.modules.get(backend)
+    if module is not None:
+        out[backend] = str(getattr(module, "__version__", "?"))
+    return out
+
+
+def _comparable(normalized: dict[str, Any]) -> dict[str, Any]:
+    data = json.loads(json.dumps(normalized))
+    for key in ("n_trials", "timeout"):
+        data.get("study", {}).pop(key, None)
+    return data
+
+
+def open_study(
+    config: StudyConfig,
+    *,
+    storage: Any,
+    study_file_text: str = "",
+    data_fingerprint: str = "",
+    study_name: str | None = None,
+    allow_changed: bool = False,
+    baselines: list[dict[str, Any]] | None = None,
+) -> tuple[Any, bool]:
+    """Creates the study or joins the existing one of that name.
+
+    Returns:
+        ``(study, created)``.
+
+    Raises:
+        ConfigError: the stored study was made from a different study file (the message lists
+            the differing fields) and ``allow_changed`` is false.
+    """
+    import optuna
+
+    name = study_name or config.study.name
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=config.study.direction,
+        sampler=make_sampler(config),
+        pruner=make_pruner(config),
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(ATTR_CONFIG)
+    if stored is None:
+        study.set_user_attr(ATTR_CONFIG, config.normalized())
+        study.set_user_attr(ATTR_FILE, study_file_text)
+        study.set_user_attr(ATTR_FINGERPRINT, config.fingerprint())
+        study.set_user_attr(ATTR_DATA, data_fingerprint)
+        study.set_user_attr(ATTR_VERSIONS, _versions())
+        for baseline in baselines or []:
+            study.enqueue_trial(baseline["params"], user_attrs={ATTR_BASELINE: baseline["attr"]})
+        return study, True
+    diff = config_diff(_comparable(stored), _comparable(config.normalized()))
+    old_data = study.user_attrs.get(ATTR_DATA)
+    if data_fingerprint and old_data and old_data != data_fingerprint:
+        diff.append("data: the data's content changed (fingerprint differs)")
+    if diff and not allow_changed:
+        shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise ConfigError(
+            f"Study {name!r} exists with a different study file ({shown}). Use the stored "
+            "file, another --study-name, or --allow-changed to join anyway."
+        )
+    return study, False
+
+
+@dataclass
+class RunSummary:
+    """What a ``run_study`` call did."""
+
+    study_name: str
+    storage_url: str
+    n_trials: int
+    finished: int
+    ran: int
+    seconds: float
+    best: dict[str, Any] | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _finished_count(study: Any) -> tuple[int, int]:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
+    running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+    return len(trials) - running, running
+
+
+def trial_line(trial: Any, metric: str) -> str:
+    """One line about a finished trial: number, family, key params, value, state, seconds."""
+    sched = trial.user_attrs.get(ATTR_SCHEDULE) or {}
+    family = sched.get("family") or trial.params.get("family", "?")
+    rel = trial.user_attrs.get("relative") or {}
+    parts = [f"lr={rel.get('learning_rate', trial.params.get('learning_rate', float('nan'))):.3g}"]
+    for key, value in rel.items():
+        if key != "learning_rate":
+            parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    outcome = trial.user_attrs.get(ATTR_OUTCOME)
+    state = trial.state.name
+    if outcome == "diverged":
+        result = f"DIVERGED at step {trial.user_attrs.get('diverged_at_step')}"
+    elif state == "PRUNED":
+        result = f"PRUNED after epoch {trial.user_attrs.get('epochs_run', '?')}"
+    elif state == "COMPLETE":
+        result = f"{metric}={trial.value:.4f}"
+    else:
+        reason = trial.system_attrs.get("fail_reason", "")
+        result = f"FAILED {reason.splitlines()[-1] if reason else ''}".rstrip()
+    seconds = trial.user_attrs.get("train_seconds")
+    took = f"{seconds:.1f}s" if isinstance(seconds, int | float) else ""
+    tag = " [baseline]" if ATTR_BASELINE in trial.user_attrs else ""
+    return f"#{trial.number:<4d} {family:<15} {' '.join(parts)}  {result}  {took}{tag}".rstrip()
+
+
+def _best(study: Any) -> dict[str, Any] | None:
+    try:
+        t = study.best_trial
+    except ValueError:
+        return None
+    return {
+        "number": t.number,
+        "value": t.value,
+        "params": t.params,
+        "schedule": t.user_attrs.get(ATTR_SCHEDULE),
+        "relative": t.user_attrs.get("relative"),
+    }
+
+
+class _Progress:
+    """A tqdm bar over the study's finished trials plus one printed line per trial."""
+
+    def __init__(
+        self, total: int, initial: int, metric: str, enabled: bool, echo: Callable[[str], None]
+    ):
+        from tqdm.auto import tqdm
+
+        self.metric = metric
+        self.echo = echo
+        self.bar = tqdm(
+            total=total,
+            initial=min(initial, total),
+            desc="trials",
+            unit="trial",
+            disable=None if enabled else True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def trial_done(self, study: Any, trial: Any, finished: int) -> None:
+        self.bar.clear()
+        self.echo(trial_line(trial, self.metric))
+        self.bar.n = min(finished, self.bar.total)
+        best = _best(study)
+        if best is not None:
+            self.bar.set_postfix_str(f"best {self.metric}={best['value']:.4f} (#{best['number']})")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    study_file_text: str = "",
+    base_dir: Path | None = None,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    allow_changed: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> RunSummary:
+    """Creates or joins the study and runs trials until the study has ``n_trials`` finished ones.
+
+    ``n_trials`` (default ``study.n_trials``) is the study's total budget, counted over every
+    worker; ``timeout`` (default ``study.timeout``) bounds this call's wall time.
+
+    Raises:
+        Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
+        ConfigError, DataError, StorageError: bad input, before any training.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    started = time.perf_counter()
+    url = resolve_storage_url(storage_url)
+    objective = Objective(config, base_dir=base_dir)
+    storage = open_storage(url)
+    baselines = []
+    for point in objective.baselines:
+        attr = {"family": point.family, "relative": point.relative, "absolute": point.absolute}
+        baselines.append({"params": objective.space.enqueue_params(point), "attr": attr})
+    study, _ = open_study(
+        config,
+        storage=storage,
+        study_file_text=study_file_text,
+        data_fingerprint=objective.dataset.fingerprint(),
+        study_name=study_name,
+        allow_changed=allow_changed,
+        baselines=baselines,
+    )
+    budget = n_trials or config.study.n_trials
+    study.set_user_attr(ATTR_N_TRIALS, budget)
+    finished, _ = _finished_count(study)
+    metric = config.study.metric
+    reporter = _Progress(budget, finished, metric, progress, echo)
+    failures: list[str] = []
+    ran = 0
+
+    def after_trial(study: Any, trial: Any) -> None:
+        nonlocal ran
+        ran += 1
+        done, running = _finished_count(study)
+        reporter.trial_done(study, trial, done)
+        if trial.state == TrialState.FAIL:
+            failures.append(trial.system_attrs.get("fail_reason", "unknown error"))
+            if len(failures) >= _MAX_FAILURES_IN_A_ROW:
+                study.stop()
+        else:
+            failures.clear()
+        if done + running >= budget:
+            study.stop()
+
+    try:
+        if finished < budget:
+            study.optimize(
+                _guarded(objective),
+                n_trials=None,
+                timeout=timeout if timeout is not None else config.study.timeout,
+                callbacks=[after_trial],
+                catch=(TrialError,),
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+    except KeyboardInterrupt:
+        reporter.close()
+        number = _requeue_interrupted(study, objective.current_trial)
+        where = f"trial #{number} was queued to run again; " if number is not None else ""
+        raise Interrupted(
+            f"Interrupted: {where}resume with the same command (Ctrl-C again aborts at once)."
+        ) from None
+    finally:
+        reporter.close()
+    if len(failures) >= _MAX_FAILURES_IN_A_ROW:
+        raise LRSearchError(
+            f"{len(failures)} trials failed in a row; stopping. Last error: "
+            f"{failures[-1].splitlines()[-1] if failures[-1] else 'unknown'}"
+        )
+    done, _ = _finished_count(study)
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return RunSummary(
+        study_name=study.study_name,
+        storage_url=mask_url(url),
+        n_trials=budget,
+        finished=done,
+        ran=ran,
+        seconds=time.perf_counter() - started,
+        best=_best(study),
+        counts=dict(counts),
+    )
+
+
+def _guarded(objective: Objective) -> Callable[[Any], float]:
+    """Turns unexpected errors into :class:`TrialError` (the trial fails, the study goes on);
+    configuration errors still stop the study."""
+
+    def run(trial: Any) -> float:
+        import optuna
+
+        try:
+            return objective(trial)
+        except (optuna.TrialPruned, ConfigError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported on the trial and printed
+            raise TrialError(f"{type(exc).__name__}: {exc}") from exc
+
+    return run
+
+
+def _requeue_interrupted(study: Any, trial: Any) -> int | None:
+    """Marks the interrupted trial failed (if still running) and queues its configuration."""
+    from optuna.trial import TrialState
+
+    if trial is None:
+        return None
+    storage = study._storage
+    frozen = storage.get_trial(trial._trial_id)
+    if frozen.state == TrialState.RUNNING:
+        storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    elif frozen.state != TrialState.FAIL:
+        return None  # it finished before the interrupt: nothing to run again
+    attrs = {ATTR_RETRY_OF: frozen.number}
+    if ATTR_BASELINE in frozen.user_attrs:
+        attrs[ATTR_BASELINE] = frozen.user_attrs[ATTR_BASELINE]
+    study.enqueue_trial(frozen.params, user_attrs=attrs, skip_if_exists=False)
+    return int(frozen.number)
+
+
+# --- reading studies back ---------------------------------------------------------------------
+
+
+def _load(name: str, storage_url: str | None) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        listing = ", ".join(names[:10]) or "none"
+        raise ConfigError(
+            f"No study named {name!r} in {mask_url(resolve_storage_url(storage_url))}.{hint} "
+            f"Studies there: {listing}."
+        ) from None
+
+
+def list_studies(storage_url: str | None = None) -> list[dict[str, Any]]:
+    """Name, direction, trial counts and best value of every study in the storage."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = open_storage(storage_url)
+    out = []
+    for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
+        out.append(
+            {
+                "name": s.study_name,
+                "direction": s.direction.name.lower() if s.direction else "?",
+                "n_trials": s.n_trials,
+                "budget": s.user_attrs.get(ATTR_N_TRIALS),
+                "best": s.best_trial.value if s.best_trial else None,
+                "metric": (s.user_attrs.get(ATTR_CONFIG) or {}).get("study", {}).get("metric"),
+                "created": s.datetime_start.isoformat(" ", "seconds") if s.datetime_start else "",
+            }
+        )
+    return out
+
+
+def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
+    """Counts per state (diverged apart), best per family, and the running trials."""
+    study = _load(name, storage_url)
+    trials = study.get_trials(deepcopy=False)
+    counts: Counter[str] = Counter()
+    best_per_family: dict[str, dict[str, Any]] = {}
+    maximize = study.direction.name == "MAXIMIZE"
+    running = []
+    for t in trials:
+        state = t.state.name.lower()
+        if t.user_attrs.get(ATTR_OUTCOME) == "diverged":
+            state = "diverged"
+        counts[state] += 1
+        sched = t.user_attrs.get(ATTR_SCHEDULE) or {}
+        family = sched.get("family") or t.params.get("family")
+        if t.state.name == "RUNNING":
+            started = t.datetime_start.isoformat(" ", "seconds") if t.datetime_start else "?"
+            running.append({"number": t.number, "family": family, "started": started})
+        if t.state.name == "COMPLETE" and family:
+            current = best_per_family.get(family)
+            better = current is None or (
+                t.value > current["value"] if maximize else t.value < current["value"]
+            )
+            if better:
+                best_per_family[family] = {"value": t.value, "number": t.number}
+    stored = study.user_attrs.get(ATTR_CONFIG) or {}
+    return {
+        "name": study.study_name,
+        "direction": study.direction.name.lower(),
+        "metric": stored.get("study", {}).get("metric"),
+        "budget": study.user_attrs.get(ATTR_N_TRIALS),
+        "counts": dict(counts),
+        "best_per_family": dict(
+            sorted(best_per_family.items(), key=lambda kv: kv[1]["value"], reverse=maximize)
+        ),
+        "running": running,
+        "best": _best(study),
+    }
+
+
+def best_trial(name: str, storage_url: str | None = None) -> dict[str, Any]:
+    """The best trial: number, value, params, the absolute schedule and the study's metric."""
+    study = _load(name, storage_url)
+    best = _best(study)
+    if best is None:
+        raise LRSearchError(f"Study {name!r} has no completed trial yet.")
+    stored = study.user_attrs.get(ATTR_CONFIG) or {}
+    best["metric"] = stored.get("study", {}).get("metric")
+    best["study"] = study.study_name
+    return best
+
+
+def stored_config(name: str, storage_url: str | None = None) -> tuple[StudyConfig, str]:
+    """The study's stored configuration and study-file text (for resume and retrain)."""
+    study = _load(name, storage_url)
+    stored = study.user_attrs.get(ATTR_CONFIG)
+    if stored is None:
+        raise ConfigError(f"Study {name!r} was not created by lrsearch (no stored study file).")
+    return parse_study_config(stored, source=f"study {name!r}"), study.user_attrs.get(
+        ATTR_FILE, ""
+    )

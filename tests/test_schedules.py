@@ -1,0 +1,1251 @@
+from __future__ import annotations
+
+# Tests of the schedule families against SCHEDULES.md (the project's reference for each family):
+# 1. the reference points it quotes;
+# 2. equality with the Keras schedule objects (step by step, also beyond the budget);
+# 3. equality with PyTorch schedulers: a float64 NumPy port of PyTorch's ``get_lr`` (always) and
+#    the real ``torch.optim.lr_scheduler`` classes (when torch happens to be installed);
+# 4. closed-form checks of the formula-only families and of every warmup;
+# 5. serialization (``get_config``, ``serialize``/``deserialize``, ``.keras`` files);
+# 6. validation (every invalid range, types, typos, non-finite values);
+# 7. Hypothesis properties over random valid parameters of every family.
+# Tolerance everywhere (SCHEDULES.md): |ours - ref| <= 1e-5 * |ref| + 1e-6 * peak.
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lrsearch.exceptions import ScheduleError
+from lrsearch.schedules import FAMILIES, build_schedule, get_family, resolve_params
+
+KS = keras.optimizers.schedules
+FAMILY_NAMES = list(FAMILIES)
+REL_TOL, PEAK_TOL = 1e-5, 1e-6
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def lr_values(schedule: Any, steps: Any) -> np.ndarray:
+    """Our schedule evaluated (vectorized) at ``steps``, as float64."""
+    out = schedule(np.asarray(steps, dtype=np.int64))
+    return keras.ops.convert_to_numpy(out).astype(np.float64)
+
+
+def keras_values(schedule: Any, steps: Any) -> np.ndarray:
+    """A Keras schedule evaluated one step at a time (its ``ops.cond`` does not vectorize)."""
+    return np.array([float(keras.ops.convert_to_numpy(schedule(int(t)))) for t in steps])
+
+
+def assert_lr_close(ours: Any, ref: Any, peak: float, steps: Any = None) -> None:
+    """Asserts the SCHEDULES.md float32 tolerance, reporting the worst step."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    err = np.abs(ours - ref)
+    bound = REL_TOL * np.abs(ref) + PEAK_TOL * peak
+    if not np.all(err <= bound):
+        i = int(np.argmax(err - bound))
+        step = i if steps is None else np.asarray(steps)[i]
+        pytest.fail(f"step {step}: ours={ours[i]!r} ref={ref[i]!r} (|diff|={err[i]:.3g})")
+
+
+def valid_params(family: str, total_steps: int) -> dict[str, Any]:
+    """Sensible non-default parameters of ``family`` for a budget of ``total_steps`` (>= 20)."""
+    t = total_steps
+    return {
+        "constant": {"learning_rate": 0.05},
+        "cosine": {
+            "learning_rate": 0.1,
+            "alpha": 0.1,
+            "warmup_steps": t // 10,
+            "warmup_start_factor": 0.1,
+        },
+        "cosine_restarts": {
+            "learning_rate": 0.1,
+            "first_decay_steps": max(t // 7, 1),
+            "t_mul": 2.0,
+            "m_mul": 0.8,
+            "alpha": 0.05,
+        },
+        "warmup_decay": {
+            "learning_rate": 0.1,
+            "warmup_steps": t // 10,
+            "decay_rate": 0.9,
+            "staircase": True,
+            "steps_per_epoch": max(t // 10, 1),
+            "warmup_start_factor": 0.2,
+        },
+        "onecycle": {
+            "learning_rate": 0.1,
+            "pct_start": 0.25,
+            "div_factor": 20.0,
+            "final_div_factor": 1e3,
+            "anneal": "linear",
+            "three_phase": True,
+        },
+        "plateau": {
+            "learning_rate": 0.1,
+            "factor": 0.5,
+            "patience": 3,
+            "min_delta": 0.0,
+            "cooldown": 1,
+            "min_learning_rate": 1e-4,
+            "monitor": "val_accuracy",
+            "mode": "max",
+            "warmup_steps": t // 10,
+        },
+        "polynomial": {
+            "learning_rate": 0.1,
+            "end_learning_rate": 1e-3,
+            "power": 2.0,
+            "warmup_steps": t // 10,
+        },
+        "wsd": {
+            "learning_rate": 0.1,
+            "warmup_steps": t // 10,
+            "decay_steps": t // 5,
+            "decay_shape": "sqrt",
+            "min_lr_ratio": 0.01,
+        },
+        "cyclic": {
+            "learning_rate": 0.1,
+            "base_learning_rate": 0.01,
+            "step_size_up": max(t // 8, 1),
+            "step_size_down": max(t // 6, 1),
+            "mode": "exp_range",
+            "gamma": 0.999,
+        },
+    }[family]
+
+
+def test_valid_params_covers_every_family() -> None:
+    """A new family must get test parameters here (and so the generic tests below)."""
+    for family in FAMILIES:
+        resolve_params(family, total_steps=100, **valid_params(family, 100))
+
+
+# --- 1. reference points (SCHEDULES.md) -------------------------------------------------------
+
+REFERENCE_POINTS = [
+    pytest.param(
+        "onecycle",
+        {"learning_rate": 0.1},
+        {0: 0.004, 29: 0.1, 50: 0.07938934506, 99: 4e-7},
+        id="OneCycleLR(0.1,100)",
+    ),
+    pytest.param(
+        "cosine",
+        {"learning_rate": 0.1, "decay_steps": 100},
+        {25: 0.08535533906, 50: 0.05, 150: 0.0},
+        id="CosineDecay(0.1,100)",
+    ),
+    pytest.param(
+        "cosine",
+        {"learning_rate": 0.1, "decay_steps": 100, "alpha": 0.1},
+        {100: 0.01},
+        id="CosineDecay(0.1,100,alpha=0.1)",
+    ),
+    pytest.param(
+        "cosine_restarts",
+        {"learning_rate": 0.1, "first_decay_steps": 10},
+        {9: 0.002447174185, 10: 0.1, 30: 0.1, 31: 0.09984586669},
+        id="CosineDecayRestarts(0.1,10)",
+    ),
+    pytest.param(
+        "cyclic",
+        {"learning_rate": 0.1, "base_learning_rate": 0.01, "step_size_up": 10},
+        {5: 0.055, 10: 0.1, 20: 0.01},
+        id="CyclicLR(0.01,0.1,10)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "params", "points"), REFERENCE_POINTS)
+def test_reference_points(family: str, params: dict[str, Any], points: dict[int, float]) -> None:
+    schedule = build_schedule(family, total_steps=100, **params)
+    steps = list(points)
+    assert_lr_close(lr_values(schedule, steps), list(points.values()), 0.1, steps)
+
+
+# --- 2. Keras references ----------------------------------------------------------------------
+
+KERAS_CASES = [
+    # (family, total_steps, our params, the Keras schedule that must give the same values)
+    pytest.param(
+        "cosine", 100, {"learning_rate": 0.1}, lambda: KS.CosineDecay(0.1, 100), id="cosine"
+    ),
+    pytest.param(
+        "cosine",
+        100,
+        {"learning_rate": 0.1, "alpha": 0.1, "decay_steps": 60},
+        lambda: KS.CosineDecay(0.1, 60, alpha=0.1),
+        id="cosine-alpha-short",
+    ),
+    pytest.param(
+        "cosine",
+        100,
+        {"learning_rate": 0.1, "warmup_steps": 20},
+        lambda: KS.CosineDecay(0.0, 80, warmup_target=0.1, warmup_steps=20),
+        id="cosine-warmup",
+    ),
+    pytest.param(
+        "cosine",
+        120,
+        {
+            "learning_rate": 0.3,
+            "alpha": 0.05,
+            "decay_steps": 50,
+            "warmup_steps": 15,
+            "warmup_start_factor": 0.2,
+        },
+        lambda: KS.CosineDecay(0.3 * 0.2, 50, alpha=0.05, warmup_target=0.3, warmup_steps=15),
+        id="cosine-warmup-start-factor",
+    ),
+    pytest.param(
+        "cosine_restarts",
+        100,
+        {"learning_rate": 0.1, "first_decay_steps": 10, "t_mul": 1.0},
+        lambda: KS.CosineDecayRestarts(0.1, 10, t_mul=1.0),
+        id="restarts-tmul1",
+    ),
+    pytest.param(
+        "cosine_restarts",
+        100,
+        {"learning_rate": 0.1, "first_decay_steps": 10},
+        lambda: KS.CosineDecayRestarts(0.1, 10),
+        id="restarts-tmul2",
+    ),
+    pytest.param(
+        "cosine_restarts",
+        100,
+        {"learning_rate": 0.2, "first_decay_steps": 7, "t_mul": 2.0, "m_mul": 0.5},
+        lambda: KS.CosineDecayRestarts(0.2, 7, t_mul=2.0, m_mul=0.5),
+        id="restarts-mmul",
+    ),
+    pytest.param(
+        "cosine_restarts",
+        100,
+        {"learning_rate": 0.1, "first_decay_steps": 8, "t_mul": 1.5, "m_mul": 0.9, "alpha": 0.1},
+        lambda: KS.CosineDecayRestarts(0.1, 8, t_mul=1.5, m_mul=0.9, alpha=0.1),
+        id="restarts-alpha",
+    ),
+    pytest.param(
+        "warmup_decay",
+        100,
+        {"learning_rate": 0.1, "steps_per_epoch": 10, "decay_rate": 0.9},
+        lambda: KS.ExponentialDecay(0.1, 10, 0.9),
+        id="exponential",
+    ),
+    pytest.param(
+        "warmup_decay",
+        100,
+        {"learning_rate": 0.1, "steps_per_epoch": 7, "decay_rate": 0.8, "staircase": True},
+        lambda: KS.ExponentialDecay(0.1, 7, 0.8, staircase=True),
+        id="exponential-staircase",
+    ),
+    pytest.param(
+        "polynomial",
+        100,
+        {"learning_rate": 0.1},
+        lambda: KS.PolynomialDecay(0.1, 100, end_learning_rate=0.0),  # Keras default: 1e-4
+        id="polynomial-linear",
+    ),
+    pytest.param(
+        "polynomial",
+        100,
+        {"learning_rate": 0.1, "end_learning_rate": 1e-3, "power": 2.0, "decay_steps": 80},
+        lambda: KS.PolynomialDecay(0.1, 80, end_learning_rate=1e-3, power=2.0),
+        id="polynomial-power2",
+    ),
+    pytest.param(
+        "polynomial",
+        100,
+        {"learning_rate": 0.05, "end_learning_rate": 1e-4, "power": 0.5},
+        lambda: KS.PolynomialDecay(0.05, 100, end_learning_rate=1e-4, power=0.5),
+        id="polynomial-sqrt",
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "total_steps", "params", "make_ref"), KERAS_CASES)
+def test_matches_keras(
+    family: str, total_steps: int, params: dict[str, Any], make_ref: Callable[[], Any]
+) -> None:
+    steps = np.arange(0, total_steps * 3 // 2 + 1)  # the whole budget and half as much beyond
+    ours = lr_values(build_schedule(family, total_steps=total_steps, **params), steps)
+    assert_lr_close(ours, keras_values(make_ref(), steps), params["learning_rate"], steps)
+
+
+# --- 3. PyTorch references --------------------------------------------------------------------
+# The three functions below are literal float64 translations of PyTorch's own algorithms
+# (torch/optim/lr_scheduler.py, PyTorch 2.x), with the same variable names, so they can be read
+# side by side with the original. Our schedules are never used to compute them.
+
+
+def torch_onecycle_port(
+    total_steps: int,
+    max_lr: float,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> np.ndarray:
+    """Port of ``OneCycleLR.__init__`` (phases) and ``OneCycleLR.get_lr`` for steps 0..T-1."""
+    initial_lr = max_lr / div_factor
+    min_lr = initial_lr / final_div_factor
+    if three_phase:
+        schedule_phases = [
+            {"end_step": float(pct_start * total_steps) - 1, "start": initial_lr, "end": max_lr},
+            {
+                "end_step": float(2 * pct_start * total_steps) - 2,
+                "start": max_lr,
+                "end": initial_lr,
+            },
+            {"end_step": total_steps - 1, "start": initial_lr, "end": min_lr},
+        ]
+    else:
+        schedule_phases = [
+            {"end_step": float(pct_start * total_steps) - 1, "start": initial_lr, "end": max_lr},
+            {"end_step": total_steps - 1, "start": max_lr, "end": min_lr},
+        ]
+
+    def _annealing_cos(start: float, end: float, pct: float) -> float:
+        cos_out = math.cos(math.pi * pct) + 1
+        return end + (start - end) / 2.0 * cos_out
+
+    def _annealing_linear(start: float, end: float, pct: float) -> float:
+        return (end - start) * pct + start
+
+    anneal_func = _annealing_cos if anneal_strategy == "cos" else _annealing_linear
+    lrs = []
+    for step_num in range(total_steps):  # get_lr with last_epoch = step_num
+        start_step = 0.0
+        for i, phase in enumerate(schedule_phases):
+            end_step = phase["end_step"]
+            if step_num <= end_step or i == len(schedule_phases) - 1:
+                pct = (step_num - start_step) / (end_step - start_step)
+                computed_lr = anneal_func(phase["start"], phase["end"], pct)
+                break
+            start_step = phase["end_step"]
+        lrs.append(computed_lr)
+    return np.array(lrs)
+
+
+def torch_cyclic_port(
+    n_steps: int,
+    base_lr: float,
+    max_lr: float,
+    step_size_up: int,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """Port of ``CyclicLR.__init__`` (sizes, scale functions) and ``CyclicLR.get_lr``."""
+    step_size_up = float(step_size_up)
+    step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+    total_size = step_size_up + step_size_down
+    step_ratio = step_size_up / total_size
+    if mode == "triangular":
+        scale_fn, scale_mode = (lambda x: 1.0), "cycle"
+    elif mode == "triangular2":
+        scale_fn, scale_mode = (lambda x: 1 / (2.0 ** (x - 1))), "cycle"
+    else:  # exp_range
+        scale_fn, scale_mode = (lambda x: gamma**x), "iterations"
+    lrs = []
+    for last_epoch in range(n_steps):
+        cycle = math.floor(1 + last_epoch / total_size)
+        x = 1.0 + last_epoch / total_size - cycle
+        if x <= step_ratio:
+            scale_factor = x / step_ratio
+        else:
+            scale_factor = (x - 1) / (step_ratio - 1)
+        base_height = (max_lr - base_lr) * scale_factor
+        if scale_mode == "cycle":
+            lr = base_lr + base_height * scale_fn(cycle)
+        else:
+            lr = base_lr + base_height * scale_fn(last_epoch)
+        lrs.append(lr)
+    return np.array(lrs)
+
+
+def torch_warm_restarts_port(
+    n_steps: int, base_lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0
+) -> np.ndarray:
+    """Port of ``CosineAnnealingWarmRestarts.get_lr`` and ``.step()`` (no explicit epoch)."""
+    T_i, T_cur = T_0, 0  # the state after the constructor's initial step
+    lrs = []
+    for _ in range(n_steps):
+        lrs.append(eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * T_cur / T_i)) / 2)
+        T_cur = T_cur + 1
+        if T_cur >= T_i:
+            T_cur = T_cur - T_i
+            T_i = T_i * T_mult
+    return np.array(lrs)
+
+
+# (total_steps, our onecycle params); OneCycleLR gets max_lr=learning_rate, the rest by name.
+ONECYCLE_CASES = [
+    pytest.param(100, {"learning_rate": 0.1}, id="cos-2phase"),
+    pytest.param(97, {"learning_rate": 0.05, "pct_start": 0.25, "anneal": "linear"}, id="lin"),
+    pytest.param(
+        120,
+        {
+            "learning_rate": 0.2,
+            "three_phase": True,
+            "div_factor": 10.0,
+            "final_div_factor": 100.0,
+        },
+        id="cos-3phase",
+    ),
+    pytest.param(
+        83,
+        {"learning_rate": 1.0, "pct_start": 0.4, "three_phase": True, "anneal": "linear"},
+        id="lin-3phase",
+    ),
+    pytest.param(50, {"learning_rate": 0.1, "pct_start": 0.033}, id="short-rise"),
+]
+# (total_steps, our cyclic params); CyclicLR(base_lr=base_learning_rate, max_lr=learning_rate, ...)
+CYCLIC_CASES = [
+    pytest.param(
+        150,
+        {
+            "learning_rate": 0.1,
+            "base_learning_rate": 0.01,
+            "step_size_up": 7,
+            "step_size_down": 13,
+        },
+        id="triangular",
+    ),
+    pytest.param(
+        150,
+        {
+            "learning_rate": 0.5,
+            "base_learning_rate": 0.05,
+            "step_size_up": 10,
+            "step_size_down": 5,
+            "mode": "triangular2",
+        },
+        id="triangular2",
+    ),
+    pytest.param(
+        150,
+        {
+            "learning_rate": 0.1,
+            "base_learning_rate": 0.001,
+            "step_size_up": 6,
+            "step_size_down": 9,
+            "mode": "exp_range",
+            "gamma": 0.99,
+        },
+        id="exp_range",
+    ),
+]
+# (total_steps, our cosine_restarts params with m_mul=1); integer t_mul as PyTorch requires.
+RESTARTS_CASES = [
+    pytest.param(160, {"learning_rate": 0.1, "first_decay_steps": 17, "t_mul": 1.0}, id="tmul1"),
+    pytest.param(160, {"learning_rate": 0.1, "first_decay_steps": 10, "t_mul": 2.0}, id="tmul2"),
+    pytest.param(
+        160,
+        {"learning_rate": 0.3, "first_decay_steps": 5, "t_mul": 3.0, "alpha": 0.1},
+        id="tmul3-alpha",
+    ),
+]
+
+
+def onecycle_port(total_steps: int, p: dict[str, Any]) -> np.ndarray:
+    return torch_onecycle_port(
+        total_steps,
+        p["learning_rate"],
+        pct_start=p.get("pct_start", 0.3),
+        anneal_strategy=p.get("anneal", "cos"),
+        div_factor=p.get("div_factor", 25.0),
+        final_div_factor=p.get("final_div_factor", 1e4),
+        three_phase=p.get("three_phase", False),
+    )
+
+
+def cyclic_port(total_steps: int, p: dict[str, Any]) -> np.ndarray:
+    return torch_cyclic_port(
+        total_steps,
+        p["base_learning_rate"],
+        p["learning_rate"],
+        p["step_size_up"],
+        p.get("step_size_down"),
+        mode=p.get("mode", "triangular"),
+        gamma=p.get("gamma", 1.0),
+    )
+
+
+def restarts_port(total_steps: int, p: dict[str, Any]) -> np.ndarray:
+    return torch_warm_restarts_port(
+        total_steps,
+        p["learning_rate"],
+        p["first_decay_steps"],
+        int(p["t_mul"]),
+        eta_min=p.get("alpha", 0.0) * p["learning_rate"],
+    )
+
+
+@pytest.mark.parametrize(("total_steps", "params"), ONECYCLE_CASES)
+def test_onecycle_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
+    schedule = build_schedule("onecycle", total_steps=total_steps, **params)
+    eta = params["learning_rate"]
+    steps = np.arange(total_steps)
+    ref = onecycle_port(total_steps, params)
+    assert_lr_close(lr_values(schedule, steps), ref, eta, steps)
+    # PyTorch raises past the budget; we stay at the minimum lr.
+    beyond = np.arange(total_steps, total_steps * 3 // 2)
+    min_lr = eta / params.get("div_factor", 25.0) / params.get("final_div_factor", 1e4)
+    assert_lr_close(lr_values(schedule, beyond), np.full(len(beyond), min_lr), eta, beyond)
+
+
+@pytest.mark.parametrize(("total_steps", "params"), CYCLIC_CASES)
+def test_cyclic_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
+    schedule = build_schedule("cyclic", total_steps=total_steps, **params)
+    steps = np.arange(total_steps)
+    ref = cyclic_port(total_steps, params)
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+@pytest.mark.parametrize(("total_steps", "params"), RESTARTS_CASES)
+def test_cosine_restarts_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
+    schedule = build_schedule("cosine_restarts", total_steps=total_steps, **params)
+    steps = np.arange(total_steps)
+    ref = restarts_port(total_steps, params)
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+# A realistic budget (100 epochs x 1000 steps), where float32 loses digits as t grows: a short
+# phase late in the budget (pct_start near 1), many cycles, gamma**t for t ~ 1e5.
+LONG_BUDGET_CASES = [
+    pytest.param("onecycle", {"learning_rate": 0.1}, onecycle_port, id="onecycle"),
+    pytest.param(
+        "onecycle",
+        {"learning_rate": 0.1, "pct_start": 0.99937, "anneal": "linear"},
+        onecycle_port,
+        id="onecycle-short-last-phase",
+    ),
+    pytest.param(
+        "onecycle",
+        {"learning_rate": 0.1, "pct_start": 0.49937, "three_phase": True},
+        onecycle_port,
+        id="onecycle-3phase",
+    ),
+    pytest.param(
+        "cyclic",
+        {"learning_rate": 0.1, "base_learning_rate": 0.01, "step_size_up": 3, "step_size_down": 4},
+        cyclic_port,
+        id="cyclic-many-cycles",
+    ),
+    pytest.param(
+        "cyclic",
+        {
+            "learning_rate": 0.1,
+            "base_learning_rate": 0.01,
+            "step_size_up": 1500,
+            "step_size_down": 2500,
+            "mode": "exp_range",
+            "gamma": 0.99999,
+        },
+        cyclic_port,
+        id="cyclic-exp_range",
+    ),
+    # t_mul=1 is left out on purpose: there the reference is Keras, whose float32 fraction
+    # t/T0 - floor(t/T0) drifts from PyTorch's exact integer counter by ~2x the tolerance here.
+    pytest.param(
+        "cosine_restarts",
+        {"learning_rate": 0.1, "first_decay_steps": 333, "t_mul": 3.0},
+        restarts_port,
+        id="restarts-tmul3",
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "params", "port"), LONG_BUDGET_CASES)
+def test_matches_pytorch_port_over_a_long_budget(
+    family: str, params: dict[str, Any], port: Callable[..., np.ndarray]
+) -> None:
+    total_steps = 100_000
+    schedule = build_schedule(family, total_steps=total_steps, **params)
+    steps = np.arange(total_steps)
+    ref = port(total_steps, params)
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+def torch_lrs(make_scheduler: Callable[[Any], Any], n_steps: int) -> np.ndarray:
+    """Steps a real PyTorch scheduler on a dummy SGD and records lr(0..n_steps-1)."""
+    torch = pytest.importorskip("torch")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
+    scheduler = make_scheduler(optimizer)
+    lrs = [scheduler.get_last_lr()[0]]
+    for _ in range(n_steps - 1):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    return np.array(lrs)
+
+
+def _real_onecycle(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
+    import torch
+
+    return lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=p["learning_rate"],
+        total_steps=total_steps,
+        pct_start=p.get("pct_start", 0.3),
+        anneal_strategy=p.get("anneal", "cos"),
+        cycle_momentum=False,
+        div_factor=p.get("div_factor", 25.0),
+        final_div_factor=p.get("final_div_factor", 1e4),
+        three_phase=p.get("three_phase", False),
+    )
+
+
+def _real_cyclic(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
+    import torch
+
+    return lambda opt: torch.optim.lr_scheduler.CyclicLR(
+        opt,
+        base_lr=p["base_learning_rate"],
+        max_lr=p["learning_rate"],
+        step_size_up=p["step_size_up"],
+        step_size_down=p.get("step_size_down"),
+        mode=p.get("mode", "triangular"),
+        gamma=p.get("gamma", 1.0),
+        cycle_momentum=False,
+    )
+
+
+def _real_restarts(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
+    import torch
+
+    def make(opt: Any) -> Any:
+        for group in opt.param_groups:
+            group["lr"] = p["learning_rate"]
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            opt,
+            T_0=p["first_decay_steps"],
+            T_mult=int(p["t_mul"]),
+            eta_min=p.get("alpha", 0.0) * p["learning_rate"],
+        )
+
+    return make
+
+
+TORCH_CASES = [
+    *(
+        pytest.param("onecycle", c.values[0], c.values[1], _real_onecycle, onecycle_port, id=c.id)
+        for c in ONECYCLE_CASES
+    ),
+    *(
+        pytest.param("cyclic", c.values[0], c.values[1], _real_cyclic, cyclic_port, id=c.id)
+        for c in CYCLIC_CASES
+    ),
+    *(
+        pytest.param(
+            "cosine_restarts", c.values[0], c.values[1], _real_restarts, restarts_port, id=c.id
+        )
+        for c in RESTARTS_CASES
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "total_steps", "params", "real", "port"), TORCH_CASES)
+def test_matches_real_pytorch(
+    family: str,
+    total_steps: int,
+    params: dict[str, Any],
+    real: Callable[..., Any],
+    port: Callable[..., np.ndarray],
+) -> None:
+    pytest.importorskip("torch")
+    ref = torch_lrs(real(total_steps, params), total_steps)
+    # The port is faithful to PyTorch (to float64 rounding) ...
+    np.testing.assert_allclose(port(total_steps, params), ref, rtol=1e-12, atol=1e-15)
+    # ... and so are we (to float32 accuracy).
+    schedule = build_schedule(family, total_steps=total_steps, **params)
+    steps = np.arange(total_steps)
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+# --- 4. closed forms (SCHEDULES.md formulas, NumPy float64) -----------------------------------
+
+
+def warmup_formula(t: np.ndarray, p: dict[str, Any], after: np.ndarray) -> np.ndarray:
+    """Linear from ``warmup_start_factor * η`` at t=0 to η at t=W, then ``after``."""
+    w, eta = p.get("warmup_steps", 0), p["learning_rate"]
+    if w == 0:
+        return after
+    eta0 = p.get("warmup_start_factor", 0.0) * eta
+    return np.where(t < w, eta0 + (eta - eta0) * t / w, after)
+
+
+def formula(family: str, total_steps: int, p: dict[str, Any], t: np.ndarray) -> np.ndarray:
+    """lr(t) of the formula column of SCHEDULES.md for ``p`` = resolved parameters."""
+    t = np.asarray(t, np.float64)
+    eta, w = p["learning_rate"], p.get("warmup_steps", 0)
+    if family == "constant":
+        return np.full(t.shape, eta)
+    if family == "plateau":  # without the callback: warmup, then η
+        after = np.full(t.shape, eta)
+    elif family == "cosine":
+        d, alpha = p["decay_steps"], p["alpha"]
+        u = np.clip(t - w, 0, d)
+        after = eta * ((1 - alpha) * (1 + np.cos(np.pi * u / d)) / 2 + alpha)
+    elif family == "warmup_decay":
+        e = np.maximum(t - w, 0) / p["steps_per_epoch"]
+        after = eta * p["decay_rate"] ** (np.floor(e) if p["staircase"] else e)
+    elif family == "polynomial":
+        d, end = p["decay_steps"], p["end_learning_rate"]
+        u = np.clip(t - w, 0, d)
+        after = (eta - end) * (1 - u / d) ** p["power"] + end
+    elif family == "wsd":
+        d, rho = p["decay_steps"], p["min_lr_ratio"]
+        x = np.clip((t - (total_steps - d)) / d, 0, 1)
+        shape = {
+            "linear": lambda x: 1 - x,
+            "cosine": lambda x: (1 + np.cos(np.pi * x)) / 2,
+            "sqrt": lambda x: 1 - np.sqrt(x),
+        }[p["decay_shape"]]
+        after = eta * (shape(x) * (1 - rho) + rho)
+    else:
+        raise AssertionError(f"no closed form for {family}")
+    return warmup_formula(t, p, after)
+
+
+def check_formula(family: str, total_steps: int, params: dict[str, Any]) -> None:
+    schedule = build_schedule(family, total_steps=total_steps, **params)
+    resolved = resolve_params(family, total_steps=total_steps, **params)
+    steps = np.arange(total_steps + 11)
+    ref = formula(family, total_steps, resolved, steps)
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine", "sqrt"])
+@pytest.mark.parametrize(
+    ("warmup_steps", "decay_steps"), [(0, 20), (10, 25), (15, 85)], ids=["no-warmup", "W", "W+D=T"]
+)
+def test_wsd_matches_formula(shape: str, warmup_steps: int, decay_steps: int) -> None:
+    params = {
+        "learning_rate": 0.2,
+        "warmup_steps": warmup_steps,
+        "decay_steps": decay_steps,
+        "decay_shape": shape,
+        "min_lr_ratio": 0.05,
+        "warmup_start_factor": 0.1,
+    }
+    check_formula("wsd", 100, params)
+    lr = lr_values(build_schedule("wsd", total_steps=100, **params), [100, 105])
+    assert_lr_close(lr, [0.2 * 0.05] * 2, 0.2)  # rho * η from T on
+
+
+WARMUP_FAMILIES = ["cosine", "warmup_decay", "polynomial", "plateau", "wsd"]
+FAMILY_EXTRAS = {"warmup_decay": {"steps_per_epoch": 9, "decay_rate": 0.7}}
+
+
+@pytest.mark.parametrize("start_factor", [0.0, 0.25, 1.0])
+@pytest.mark.parametrize("family", WARMUP_FAMILIES)
+def test_warmup_matches_formula(family: str, start_factor: float) -> None:
+    params = {
+        "learning_rate": 0.1,
+        "warmup_steps": 17,
+        "warmup_start_factor": start_factor,
+        **FAMILY_EXTRAS.get(family, {}),
+    }
+    check_formula(family, 100, params)  # warmup and the decay after it
+    lr = lr_values(build_schedule(family, total_steps=100, **params), [0, 17])
+    assert_lr_close(lr, [start_factor * 0.1, 0.1], 0.1)  # η0 at t=0, η at t=W
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("constant", {"learning_rate": 0.3}),
+        ("warmup_decay", {"warmup_steps": 10, "steps_per_epoch": 7, "staircase": True}),
+        ("polynomial", {"warmup_steps": 10, "power": 3.0, "end_learning_rate": 0.001}),
+        ("polynomial", {"warmup_steps": 10, "decay_steps": 40, "power": 0.5}),
+        ("cosine", {"warmup_steps": 30, "decay_steps": 40, "alpha": 0.2}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "-".join(f"{k}={x}" for k, x in v.items()),
+)
+def test_other_families_match_formula(family: str, params: dict[str, Any]) -> None:
+    check_formula(family, 100, {"learning_rate": 0.01, **params})
+
+
+# --- 5. serialization -------------------------------------------------------------------------
+
+
+def build_valid(family: str, total_steps: int = 100) -> Any:
+    return build_schedule(family, total_steps=total_steps, **valid_params(family, total_steps))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_get_config_is_exactly_the_resolved_params(family: str) -> None:
+    schedule = build_valid(family)
+    config = schedule.get_config()
+    resolved = resolve_params(family, total_steps=100, **valid_params(family, 100))
+    assert config == resolved
+    assert list(config) == list(inspect.signature(type(schedule)).parameters)
+    assert all(type(v) in (int, float, bool, str) for v in config.values())
+    assert type(schedule).__name__ == FAMILIES[family].class_name
+    rebuilt = type(schedule)(**config)
+    steps = np.arange(120)
+    np.testing.assert_array_equal(lr_values(rebuilt, steps), lr_values(schedule, steps))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_serialize_deserialize_round_trip(family: str) -> None:
+    schedule = build_valid(family)
+    restored = KS.deserialize(KS.serialize(schedule))
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+    steps = np.arange(120)
+    np.testing.assert_array_equal(lr_values(restored, steps), lr_values(schedule, steps))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_keras_file_round_trip(family: str, tmp_path: Any) -> None:
+    schedule = build_valid(family)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), np.float32), rng.random((32, 2), np.float32)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    # ``_learning_rate`` holds the schedule object; ``.learning_rate`` would evaluate it.
+    restored = loaded.optimizer._learning_rate
+    assert type(restored) is type(schedule)
+    assert restored.get_config() == schedule.get_config()
+
+
+# --- 6. validation ----------------------------------------------------------------------------
+
+T = 100  # the budget of every validation case
+INVALID = [
+    # (family, params, the argument the message must name); each at the edge of its range
+    ("constant", {"learning_rate": 0.0}, "learning_rate"),
+    ("constant", {"learning_rate": -0.1}, "learning_rate"),
+    ("cosine", {"decay_steps": 0}, "decay_steps"),
+    ("cosine", {"alpha": -0.01}, "alpha"),
+    ("cosine", {"alpha": 1.01}, "alpha"),
+    ("cosine", {"warmup_steps": -1}, "warmup_steps"),
+    ("cosine", {"warmup_steps": T}, "warmup_steps"),
+    ("cosine", {"warmup_start_factor": 1.1}, "warmup_start_factor"),
+    ("cosine_restarts", {"first_decay_steps": 0}, "first_decay_steps"),
+    ("cosine_restarts", {"t_mul": 0.99}, "t_mul"),
+    ("cosine_restarts", {"m_mul": 0.0}, "m_mul"),
+    ("cosine_restarts", {"m_mul": 1.01}, "m_mul"),
+    ("cosine_restarts", {"alpha": -0.01}, "alpha"),
+    ("cosine_restarts", {"alpha": 1.01}, "alpha"),
+    ("warmup_decay", {"steps_per_epoch": 10, "decay_rate": 0.0}, "decay_rate"),
+    ("warmup_decay", {"steps_per_epoch": 10, "decay_rate": 1.0}, "decay_rate"),
+    ("warmup_decay", {"steps_per_epoch": 0}, "steps_per_epoch"),
+    ("warmup_decay", {"steps_per_epoch": 10, "warmup_steps": -1}, "warmup_steps"),
+    ("warmup_decay", {"steps_per_epoch": 10, "warmup_steps": T}, "warmup_steps"),
+    ("onecycle", {"pct_start": 0.0}, "pct_start"),
+    ("onecycle", {"pct_start": 1.0}, "pct_start"),
+    ("onecycle", {"pct_start": 1.5}, "pct_start"),
+    ("onecycle", {"pct_start": 1 / T}, "pct_start"),  # pct_start * T == 1
+    ("onecycle", {"pct_start": (T + 1) / (2 * T), "three_phase": True}, "pct_start"),
+    ("onecycle", {"div_factor": 0.0}, "div_factor"),
+    ("onecycle", {"final_div_factor": 0.0}, "final_div_factor"),
+    ("plateau", {"factor": 0.0}, "factor"),
+    ("plateau", {"factor": 1.0}, "factor"),
+    ("plateau", {"patience": 0}, "patience"),
+    ("plateau", {"learning_rate": 0.1, "min_learning_rate": 0.1}, "min_learning_rate"),
+    ("plateau", {"warmup_steps": T}, "warmup_steps"),
+    ("polynomial", {"decay_steps": 0}, "decay_steps"),
+    ("polynomial", {"power": 0.0}, "power"),
+    ("polynomial", {"learning_rate": 0.1, "end_learning_rate": 0.10001}, "end_learning_rate"),
+    ("polynomial", {"warmup_steps": T}, "warmup_steps"),
+    ("wsd", {"decay_steps": 0}, "decay_steps"),
+    ("wsd", {"warmup_steps": 30, "decay_steps": 71}, "decay_steps"),  # W + D > T
+    ("wsd", {"min_lr_ratio": -0.01}, "min_lr_ratio"),
+    ("wsd", {"min_lr_ratio": 1.01}, "min_lr_ratio"),
+    ("wsd", {"warmup_steps": T, "decay_steps": 1}, "warmup_steps"),
+    ("cyclic", {"learning_rate": 0.1, "base_learning_rate": 0.1}, "base_learning_rate"),
+    ("cyclic", {"step_size_up": 0}, "step_size_up"),
+    ("cyclic", {"step_size_up": 5, "step_size_down": 0}, "step_size_down"),
+]
+
+
+def _case_id(family: str, params: dict[str, Any]) -> str:
+    return family + "-" + ",".join(f"{k}={v:g}" for k, v in params.items())
+
+
+def assert_schedule_error(excinfo: pytest.ExceptionInfo[ScheduleError], argument: str) -> None:
+    message = str(excinfo.value)
+    assert f"`{argument}`" in message
+    assert "Received" in message
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "argument"), [pytest.param(*c, id=_case_id(*c[:2])) for c in INVALID]
+)
+def test_invalid_value_raises(family: str, params: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ScheduleError) as excinfo:
+        build_schedule(family, total_steps=T, **params)
+    assert_schedule_error(excinfo, argument)
+
+
+VALID_EDGES = [
+    # the other side of the edges above: these must build and give finite values
+    ("cosine", {"alpha": 0.0, "warmup_steps": T - 1}),
+    ("cosine", {"alpha": 1.0, "warmup_start_factor": 1.0}),
+    ("cosine_restarts", {"t_mul": 1.0, "m_mul": 1.0, "alpha": 1.0}),
+    ("warmup_decay", {"steps_per_epoch": 1, "decay_rate": 0.999, "warmup_steps": T - 1}),
+    ("onecycle", {"pct_start": 1.01 / T}),
+    ("onecycle", {"pct_start": 0.99}),
+    ("onecycle", {"pct_start": (T + 0.5) / (2 * T), "three_phase": True}),
+    ("plateau", {"learning_rate": 0.1, "min_learning_rate": 0.0999, "patience": 1}),
+    ("polynomial", {"learning_rate": 0.1, "end_learning_rate": 0.1, "decay_steps": 1}),
+    ("wsd", {"warmup_steps": 30, "decay_steps": 70, "min_lr_ratio": 1.0}),
+    ("wsd", {"decay_steps": T, "min_lr_ratio": 0.0}),
+    ("cyclic", {"base_learning_rate": 0.0, "step_size_up": 1, "step_size_down": 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "params"), [pytest.param(*c, id=_case_id(*c)) for c in VALID_EDGES]
+)
+def test_valid_edges_build(family: str, params: dict[str, Any]) -> None:
+    params = {**FAMILY_EXTRAS.get(family, {}), **params}
+    lr = lr_values(build_schedule(family, total_steps=T, **params), np.arange(T + 10))
+    assert np.all(np.isfinite(lr)) and np.all(lr >= 0)
+
+
+def test_unknown_family_suggests_a_name() -> None:
+    with pytest.raises(ScheduleError, match="Did you mean 'cosine'"):
+        build_schedule("cosin", total_steps=T)
+    with pytest.raises(ScheduleError, match="Did you mean 'onecycle'"):
+        get_family("one_cycle")
+
+
+def test_unknown_argument_suggests_a_name() -> None:
+    with pytest.raises(ScheduleError, match="Did you mean `pct_start`") as excinfo:
+        build_schedule("onecycle", total_steps=T, pct_strat=0.3)
+    assert "`pct_strat`" in str(excinfo.value)
+
+
+def test_missing_required_argument_is_named() -> None:
+    with pytest.raises(ScheduleError, match="`steps_per_epoch`"):
+        build_schedule("warmup_decay", total_steps=T)
+
+
+BAD_VALUES = [
+    # wrong types
+    ("cosine", "learning_rate", "fast"),
+    ("cosine", "learning_rate", None),
+    ("cosine", "learning_rate", True),  # a bool is not a number
+    ("cosine", "warmup_steps", 1.5),
+    ("cosine", "warmup_steps", True),
+    ("warmup_decay", "staircase", 1),
+    ("onecycle", "three_phase", "yes"),
+    ("onecycle", "anneal", "cosine"),
+    ("onecycle", "anneal", 1),
+    ("plateau", "monitor", 3),
+    # non-finite values
+    ("cosine", "learning_rate", math.nan),
+    ("cosine", "learning_rate", math.inf),
+    ("cosine", "alpha", math.nan),
+    ("cosine", "decay_steps", math.inf),
+    ("cyclic", "gamma", -math.inf),
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "argument", "value"),
+    [pytest.param(*c, id=f"{c[0]}-{c[1]}={c[2]!r}") for c in BAD_VALUES],
+)
+def test_bad_value_raises(family: str, argument: str, value: Any) -> None:
+    params = {**FAMILY_EXTRAS.get(family, {}), argument: value}
+    with pytest.raises(ScheduleError) as excinfo:
+        build_schedule(family, total_steps=T, **params)
+    assert_schedule_error(excinfo, argument)
+
+
+@pytest.mark.parametrize("total_steps", [0, -5, 2.5, math.inf, "many", None])
+def test_bad_total_steps_raises(total_steps: Any) -> None:
+    with pytest.raises(ScheduleError) as excinfo:
+        build_schedule("constant", total_steps=total_steps)
+    assert_schedule_error(excinfo, "total_steps")
+
+
+def test_numpy_scalars_become_python_values() -> None:
+    """Keras rejects np.float32 learning rates: configs must hold plain Python numbers."""
+    schedule = build_schedule(
+        "cosine",
+        total_steps=np.int64(100),
+        learning_rate=np.float32(0.5),
+        warmup_steps=np.int64(10),
+        alpha=np.float64(0.1),
+    )
+    config = schedule.get_config()
+    assert type(config["learning_rate"]) is float and type(config["alpha"]) is float
+    assert type(config["warmup_steps"]) is int and config["decay_steps"] == 90
+
+
+DIRECT_CASES = [
+    # (class, family, every constructor argument, the invalid argument)
+    (
+        "OneCycleSchedule",
+        "onecycle",
+        {"learning_rate": 0.1, "pct_start": 1.5, "total_steps": T},
+        "pct_start",
+    ),
+    (
+        "OneCycleSchedule",
+        "onecycle",
+        {"learning_rate": 0.1, "pct_start": 1 / T, "total_steps": T},
+        "pct_start",
+    ),
+    ("CosineSchedule", "cosine", {"learning_rate": 0.1, "decay_steps": 0}, "decay_steps"),
+    (
+        "CosineRestartsSchedule",
+        "cosine_restarts",
+        {"learning_rate": 0.1, "first_decay_steps": 5, "t_mul": 0.5},
+        "t_mul",
+    ),
+    (
+        "WarmupDecaySchedule",
+        "warmup_decay",
+        {"learning_rate": 0.1, "steps_per_epoch": 10, "decay_rate": 1.5},
+        "decay_rate",
+    ),
+    (
+        "WSDSchedule",
+        "wsd",
+        {"learning_rate": 0.1, "warmup_steps": 30, "decay_steps": 80, "total_steps": T},
+        "decay_steps",
+    ),
+    (
+        "CyclicSchedule",
+        "cyclic",
+        {
+            "learning_rate": 0.1,
+            "base_learning_rate": 0.2,
+            "step_size_up": 5,
+            "step_size_down": 5,
+        },
+        "base_learning_rate",
+    ),
+    ("PlateauSchedule", "plateau", {"learning_rate": 0.1, "patience": 0}, "patience"),
+    ("ConstantSchedule", "constant", {"learning_rate": "fast"}, "learning_rate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("class_name", "family", "kwargs", "argument"), DIRECT_CASES, ids=[c[0] for c in DIRECT_CASES]
+)
+def test_direct_construction_validates(
+    class_name: str, family: str, kwargs: dict[str, Any], argument: str
+) -> None:
+    """The classes validate through the registry too, with the same message as the builder."""
+    import lrsearch.schedules as schedules
+
+    with pytest.raises(ScheduleError) as from_class:
+        getattr(schedules, class_name)(**kwargs)
+    assert_schedule_error(from_class, argument)
+    builder_kwargs = {k: v for k, v in kwargs.items() if k != "total_steps"}
+    with pytest.raises(ScheduleError) as from_builder:
+        build_schedule(family, total_steps=T, **builder_kwargs)
+    assert str(from_class.value) == str(from_builder.value)
+
+
+def test_onecycle_class_message() -> None:
+    from lrsearch.schedules import OneCycleSchedule
+
+    with pytest.raises(ScheduleError, match=r"`pct_start` must be in \(0, 1\)\. Received"):
+        OneCycleSchedule(learning_rate=0.1, pct_start=1.5, total_steps=100)
+
+
+# --- 7. properties (Hypothesis) ---------------------------------------------------------------
+
+PROPERTY_SETTINGS = settings(max_examples=25, deadline=None)
+lrs_st = st.floats(1e-5, 1.0)
+ratio_st = st.floats(0.0, 1.0)
+
+
+@st.composite
+def budget_and_params(draw: st.DrawFn, family: str) -> tuple[int, dict[str, Any]]:
+    """A budget T in [20, 400] and valid (sensible) parameters of ``family`` for it."""
+    t = draw(st.integers(20, 400))
+    eta = draw(lrs_st)
+    w = draw(st.integers(0, t - 1))
+    warmup = {"warmup_steps": w, "warmup_start_factor": draw(ratio_st)}
+    if family == "constant":
+        params: dict[str, Any] = {}
+    elif family == "cosine":
+        params = {**warmup, "alpha": draw(ratio_st), "decay_steps": draw(st.integers(1, 2 * t))}
+    elif family == "cosine_restarts":
+        params = {
+            "first_decay_steps": draw(st.integers(1, t)),
+            "t_mul": draw(st.one_of(st.just(1.0), st.floats(1.0, 4.0))),
+            "m_mul": draw(st.floats(0.0, 1.0, exclude_min=True)),
+            "alpha": draw(ratio_st),
+        }
+    elif family == "warmup_decay":
+        params = {
+            **warmup,
+            "decay_rate": draw(st.floats(1e-3, 1.0, exclude_max=True)),
+            "staircase": draw(st.booleans()),
+            "steps_per_epoch": draw(st.integers(1, t)),
+        }
+    elif family == "onecycle":
+        three_phase = draw(st.booleans())
+        params = {
+            "pct_start": draw(st.floats(1.01 / t, 0.49 if three_phase else 0.99)),
+            "div_factor": draw(st.floats(1.0, 1e3)),
+            "final_div_factor": draw(st.floats(1.0, 1e5)),
+            "anneal": draw(st.sampled_from(["cos", "linear"])),
+            "three_phase": three_phase,
+        }
+    elif family == "plateau":
+        params = {
+            **warmup,
+            "factor": draw(st.floats(0.01, 0.99)),
+            "patience": draw(st.integers(1, 20)),
+            "min_delta": draw(st.floats(0.0, 0.1)),
+            "cooldown": draw(st.integers(0, 5)),
+            "min_learning_rate": draw(st.floats(0.0, 0.99)) * eta,
+            "monitor": draw(st.sampled_from(["val_loss", "val_accuracy", "loss"])),
+            "mode": draw(st.sampled_from(["auto", "min", "max"])),
+        }
+    elif family == "polynomial":
+        params = {
+            **warmup,
+            "end_learning_rate": draw(ratio_st) * eta,
+            "power": draw(st.floats(0.1, 5.0)),
+            "decay_steps": draw(st.integers(1, 2 * t)),
+        }
+    elif family == "wsd":
+        params = {
+            **warmup,
+            "decay_steps": draw(st.integers(1, t - w)),
+            "decay_shape": draw(st.sampled_from(["linear", "cosine", "sqrt"])),
+            "min_lr_ratio": draw(ratio_st),
+        }
+    elif family == "cyclic":
+        up = draw(st.integers(1, t))
+        params = {
+            "base_learning_rate": draw(st.floats(0.0, 0.99)) * eta,
+            "step_size_up": up,
+            "step_size_down": draw(st.integers(1, t)),
+            "mode": draw(st.sampled_from(["triangular", "triangular2", "exp_range"])),
+            "gamma": draw(st.floats(0.9, 1.0)),
+        }
+    else:
+        raise AssertionError(f"add a strategy for the new family {family!r}")
+    return t, {"learning_rate": eta, **params}
+
+
+def draw_case(data: st.DataObject, family: str) -> tuple[int, dict[str, Any], Any, np.ndarray]:
+    """Draws a budget and params; returns T, the resolved params, the schedule, lr(0..T+10)."""
+    t, params = data.draw(budget_and_params(family), label="budget_and_params")
+    schedule = build_schedule(family, total_steps=t, **params)
+    return t, schedule.get_config(), schedule, lr_values(schedule, np.arange(t + 11))
+
+
+def slack(eta: float) -> float:
+    """float32 noise allowed in order checks (one float32 ulp of η is ~1.2e-7 η)."""
+    return PEAK_TOL * eta
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_values_are_finite_and_within_peak(family: str, data: st.DataObject) -> None:
+    _, p, _, lr = draw_case(data, family)
+    assert np.all(np.isfinite(lr))
+    assert np.all(lr >= 0)
+    assert np.all(lr <= p["learning_rate"] + slack(p["learning_rate"]))
+
+
+@pytest.mark.parametrize(
+    "family", [f for f in FAMILY_NAMES if "warmup_steps" in FAMILIES[f].param_names]
+)
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_warmup_never_decreases(family: str, data: st.DataObject) -> None:
+    _, p, _, lr = draw_case(data, family)
+    eta, w = p["learning_rate"], p["warmup_steps"]
+    assert np.all(np.diff(lr[: w + 1]) >= -slack(eta))
+    assert_lr_close(lr[w], eta, eta)  # the warmup ends at the peak
+
+
+def decay_start(family: str, t: int, p: dict[str, Any]) -> int:
+    """The first step from which ``family`` promises never to increase again."""
+    if family == "onecycle":  # after the peak at pct_start * T - 1
+        return max(math.ceil(p["pct_start"] * t - 1), 0)
+    if family == "wsd":
+        return t - p["decay_steps"]
+    return p["warmup_steps"]
+
+
+DECAYING = ["cosine", "warmup_decay", "polynomial", "onecycle", "wsd", "plateau"]
+
+
+@pytest.mark.parametrize("family", DECAYING)
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_decay_never_increases(family: str, data: st.DataObject) -> None:
+    t, p, _, lr = draw_case(data, family)
+    eta, start = p["learning_rate"], decay_start(family, t, p)
+    assert np.all(np.diff(lr[start:]) <= slack(eta))
+    if family == "plateau":  # without the callback: constant η after the warmup
+        assert_lr_close(lr[start:], np.full(len(lr) - start, eta), eta)
+    if family == "wsd":  # stable phase at η
+        stable = lr[p["warmup_steps"] : start + 1]
+        assert_lr_close(stable, np.full(len(stable), eta), eta)
+
+
+def end_of_budget(family: str, t: int, p: dict[str, Any]) -> tuple[int, float]:
+    """(step, value): where the family reaches its final value, and that value."""
+    eta = p["learning_rate"]
+    if family == "cosine":
+        return p["warmup_steps"] + p["decay_steps"], p["alpha"] * eta
+    if family == "polynomial":
+        return p["warmup_steps"] + p["decay_steps"], p["end_learning_rate"]
+    if family == "onecycle":
+        return t - 1, eta / p["div_factor"] / p["final_div_factor"]
+    if family == "wsd":
+        return t, p["min_lr_ratio"] * eta
+    if family == "constant":
+        return 0, eta
+    raise AssertionError(family)
+
+
+@pytest.mark.parametrize("family", ["cosine", "polynomial", "onecycle", "wsd", "constant"])
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_final_value_is_held(family: str, data: st.DataObject) -> None:
+    t, p, schedule, _ = draw_case(data, family)
+    step, value = end_of_budget(family, t, p)
+    steps = np.arange(step, step + 11)  # the value and what follows it
+    eta = p["learning_rate"]
+    assert_lr_close(lr_values(schedule, steps), np.full(len(steps), value), eta, steps)
+
+
+PORTS = {"onecycle": onecycle_port, "cyclic": cyclic_port, "cosine_restarts": restarts_port}
+
+
+@pytest.mark.parametrize("family", list(PORTS))
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_matches_pytorch_port_for_random_params(family: str, data: st.DataObject) -> None:
+    t, params = data.draw(budget_and_params(family), label="budget_and_params")
+    if family == "cosine_restarts":  # PyTorch has no m_mul and takes an integer T_mult
+        params = {**params, "m_mul": 1.0, "t_mul": float(round(params["t_mul"]))}
+    schedule = build_schedule(family, total_steps=t, **params)
+    steps = np.arange(t)
+    ref = PORTS[family](t, schedule.get_config())
+    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
