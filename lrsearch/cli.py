@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
 from typing import Any
 
 import click
@@ -23,10 +22,10 @@ __all__ = ["cli", "main"]
 _USAGE_ERRORS = (ConfigError, ScheduleError)
 
 
-def _invoke_reporting_errors(command: click.Command, ctx: click.Context) -> Any:
+def _invoke_reporting_errors(invoke: Any, ctx: click.Context) -> Any:
     """Runs a command; lrsearch's errors become one line (exit 2 for bad input, else 1)."""
     try:
-        return super(type(command), command).invoke(ctx)
+        return invoke(ctx)
     except _USAGE_ERRORS as exc:
         raise click.UsageError(str(exc), ctx=ctx) from None
     except Interrupted as exc:
@@ -38,7 +37,7 @@ def _invoke_reporting_errors(command: click.Command, ctx: click.Context) -> Any:
 
 class _Command(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
-        return _invoke_reporting_errors(self, ctx)
+        return _invoke_reporting_errors(super().invoke, ctx)
 
 
 class _Group(click.Group):
@@ -47,7 +46,7 @@ class _Group(click.Group):
     command_class = _Command
 
     def invoke(self, ctx: click.Context) -> Any:
-        return _invoke_reporting_errors(self, ctx)
+        return _invoke_reporting_errors(super().invoke, ctx)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -426,4 +425,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

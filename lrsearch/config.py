@@ -277,7 +277,14 @@ def parse_study_config(data: dict[str, Any], *, source: str = "study file") -> S
     except ValidationError as exc:
         errors = [_format_error(e) for e in exc.errors()]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {errors[0]}{more}") from None
+        raise ConfigError(_one_line(f"{source}: {errors[0]}{more}")) from None
+
+
+def _one_line(text: str) -> str:
+    """Escapes line breaks and other unprintables (a quoted TOML key may hold them)."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def load_study_file(path: str | Path) -> tuple[StudyConfig, str]:

@@ -15,6 +15,8 @@ that reached the same epoch, so the sampler steers away from that region.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +103,7 @@ def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
 def _trial_callback_class() -> type:
     keras = import_keras()
 
-    class _TrialCallback(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+    class _TrialCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
         """Records the history, watches for divergence and asks the pruner, epoch by epoch."""
 
         def __init__(
@@ -162,6 +164,27 @@ def _trial_callback_class() -> type:
     return _TrialCallback
 
 
+def _clear_session(keras: Any) -> None:
+    """``keras.backend.clear_session()``, without losing a Ctrl-C to its ``gc.collect()``.
+
+    A SIGINT handled inside a weakref callback or ``__del__`` run by the collection would raise
+    KeyboardInterrupt there, where Python swallows it ("Exception ignored in ..."), and the study
+    would go on. The signal is held during the call and raised again after it.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is None:  # None: not settable from Python
+        keras.backend.clear_session()
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        keras.backend.clear_session()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)
+
+
 def train(
     config: StudyConfig,
     dataset: Dataset,
@@ -189,7 +212,7 @@ def train(
     from lrsearch.schedules import PlateauCallback
 
     started = time.perf_counter()
-    keras.backend.clear_session()
+    _clear_session(keras)
     keras.utils.set_random_seed(seed)
     model = build_model(
         config.model.type,

@@ -36,6 +36,13 @@ def describe_params(params: Mapping[str, Any], *, skip: Sequence[str] = ()) -> s
     return ", ".join(parts)
 
 
+def _scale(factor: float) -> Any:
+    def apply(x: Any) -> Any:
+        return np.asarray(x) * factor
+
+    return apply
+
+
 def plot_schedule(
     values: np.ndarray,
     *,
@@ -78,7 +85,7 @@ def plot_schedule(
         ax.set_xlim(0, max(epochs[-1], 1e-9) if len(epochs) else 1)
         top = ax.secondary_xaxis(
             "top",
-            functions=(lambda e: e * steps_per_epoch, lambda s: s / steps_per_epoch),
+            functions=(_scale(steps_per_epoch), _scale(1 / steps_per_epoch)),
         )
         top.set_xlabel("optimizer step")
         if note:

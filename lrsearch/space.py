@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +94,10 @@ class SchedulePoint:
         return {"family": self.family, "total_steps": self.total_steps, "params": self.absolute}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _dimension(
     name: str, p: SearchParam | None, spec: Any, budget: Budget, where: str
 ) -> Dimension:
@@ -106,6 +111,8 @@ def _dimension(
             return Dimension(name, kind, fixed=low)
         return Dimension(name, kind, low, high, log, choices)
     if isinstance(spec, bool | int | float | str):
+        if kind != "choice" and not _is_number(spec):
+            raise ConfigError(f"`{where}` = {spec!r}: must be a finite number (or [low, high])")
         return Dimension(name, kind, fixed=spec)
     if isinstance(spec, list):
         if kind == "choice":
@@ -127,6 +134,8 @@ def _dimension(
         raise ConfigError(f"`{where}` = {spec!r}: expected a number, [low, high] or a table")
     if kind == "choice":
         raise ConfigError(f"`{where}` takes one of {list(choices)} or a list of them")
+    if not (_is_number(low) and _is_number(high)):
+        raise ConfigError(f"`{where}` = {spec!r}: low and high must be finite numbers")
     if low > high:
         raise ConfigError(f"`{where}` = [{low}, {high}]: low > high; write [{high}, {low}]")
     if log and low <= 0:
@@ -181,7 +190,18 @@ class SearchSpace:
                     )
                 )
             space.dimensions[name] = dims
-            space.fixed_absolute[name] = overrides  # what is left are absolute parameters
+            # what is left are absolute parameters; one that would override a searched value
+            # makes the trial record a value the schedule ignores
+            searched = {p.target: d.name for p, d in dims if not d.is_fixed}
+            if not lr.is_fixed:
+                searched["learning_rate"] = "learning_rate"
+            for key in overrides:
+                if key in searched:
+                    raise ConfigError(
+                        f"`space.{name}.{key}` would override the searched `{searched[key]}`; "
+                        f"fix or narrow `space.{searched[key]}` instead"
+                    )
+            space.fixed_absolute[name] = overrides
             space._check_corners(family)
         return space
 
@@ -198,7 +218,7 @@ class SearchSpace:
             for rel in candidates:
                 try:
                     self.resolve(family.name, {"learning_rate": lr_value, **rel})
-                except ScheduleError as exc:
+                except (ScheduleError, TypeError, ValueError, OverflowError) as exc:
                     raise ConfigError(
                         f"`space.{family.name}` gives invalid {family.name} schedules for "
                         f"{self.budget.epochs} epochs x {self.budget.steps_per_epoch} steps "
@@ -238,6 +258,8 @@ class SearchSpace:
         absolute: dict[str, Any] = {}
         for key, value in baseline.params.items():
             if key in searchable:
+                if family.search_param(key).kind != "choice" and not _is_number(value):
+                    raise ConfigError(f"`baseline.{key}` = {value!r}: must be a finite number")
                 relative[key] = value
             elif key in family.param_names:
                 absolute[key] = value
@@ -251,6 +273,9 @@ class SearchSpace:
         except ScheduleError as exc:
             label = baseline.name or baseline.family
             raise ConfigError(f"baseline {label!r}: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:  # e.g. 1e308 epochs overflow
+            label = baseline.name or baseline.family
+            raise ConfigError(f"baseline {label!r}: {relative} gives no schedule: {exc}") from None
 
     def replay(self, trial: Any, point: SchedulePoint) -> None:
         """Suggests ``point``'s values on an enqueued trial, so they become its parameters."""

@@ -8,13 +8,29 @@ Passwords never appear in what lrsearch prints: :func:`mask_url` hides them.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from lrsearch.exceptions import StorageError
 
-__all__ = ["DEFAULT_STORAGE", "ENV_VAR", "mask_url", "open_storage", "resolve_storage_url"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "ENV_VAR",
+    "RETRY_SECONDS",
+    "mask_url",
+    "open_storage",
+    "resolve_storage_url",
+]
+
+_log = logging.getLogger("lrsearch")
+
+RETRY_SECONDS = 300.0
+"""How long a storage call keeps retrying while the database is unreachable."""
 
 DEFAULT_STORAGE = "sqlite:///lrsearch.db"
 ENV_VAR = "LRSEARCH_STORAGE"
@@ -66,8 +82,67 @@ def _explain(url: str, exc: Exception) -> str:
     return f"Cannot open storage {masked}: {first} ({hint})."
 
 
+def _is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a lost or refused database connection."""
+    import sqlalchemy.exc
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        delay, deadline, warned = 0.5, time.monotonic() + self.retry_seconds, False
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if not _is_connection_error(exc) or time.monotonic() > deadline:
+                    raise
+                if not warned:
+                    _log.warning(
+                        "lost the database connection (%s); retrying for up to %.0fs",
+                        mask_url(str(exc).splitlines()[0]),
+                        self.retry_seconds,
+                    )
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    return call
+
+
+@functools.cache
+def _resilient_class() -> type:
+    """An ``RDBStorage`` whose calls wait and retry while the database is away."""
+    import optuna
+
+    base = optuna.storages.RDBStorage
+    names = [
+        n
+        for n in dir(optuna.storages.BaseStorage)
+        if not n.startswith("_") and callable(getattr(base, n, None))
+    ]
+    names += ["_get_stale_trial_ids", "record_heartbeat"]
+    attrs: dict[str, Any] = {"retry_seconds": RETRY_SECONDS}
+    for name in names:
+        if hasattr(base, name):
+            attrs[name] = _retrying(getattr(base, name))
+    return type("ResilientRDBStorage", (base,), attrs)
+
+
 def open_storage(url: str | None = None, **kwargs: Any) -> Any:
     """Opens (and creates the schema of) the Optuna RDB storage at ``url``.
+
+    Every storage call waits and retries (with backoff, up to :data:`RETRY_SECONDS`) while the
+    database is unreachable, so workers survive a database restart.
 
     Args:
         url: A SQLAlchemy URL; ``None`` resolves as :func:`resolve_storage_url`.
@@ -76,7 +151,6 @@ def open_storage(url: str | None = None, **kwargs: Any) -> Any:
     Raises:
         StorageError: malformed URL, missing driver, unreachable server, bad credentials.
     """
-    import optuna
     import sqlalchemy.exc
 
     resolved = resolve_storage_url(url)
@@ -86,9 +160,7 @@ def open_storage(url: str | None = None, **kwargs: Any) -> Any:
             "postgresql://user:password@host/db."
         )
     try:
-        return optuna.storages.RDBStorage(
-            resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs
-        )
+        return _resilient_class()(resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs)
     except sqlalchemy.exc.ArgumentError as exc:
         raise StorageError(
             f"Storage URL {mask_url(resolved)!r} is malformed: {mask_url(str(exc))}"

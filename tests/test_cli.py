@@ -32,7 +32,9 @@ def test_help_does_not_import_frameworks() -> None:
     assert elapsed < 5  # the whole interpreter start; typically ~0.2 s
 
 
-@pytest.mark.parametrize("args", [["--help"], ["schedules", "--help"], ["schedules", "plot", "-h"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["schedules", "--help"], ["schedules", "plot", "-h"]]
+)
 def test_every_help_has_an_example(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(cli, args)
     assert result.exit_code == 0
@@ -55,8 +57,19 @@ def test_plot_writes_a_png(runner: CliRunner, tmp_path, family: str) -> None:
     out = tmp_path / f"{family}.png"
     result = runner.invoke(
         cli,
-        ["schedules", "plot", family, "--learning-rate", "0.1", "--epochs", "3",
-         "--steps-per-epoch", "20", "-o", str(out)],
+        [
+            "schedules",
+            "plot",
+            family,
+            "--learning-rate",
+            "0.1",
+            "--epochs",
+            "3",
+            "--steps-per-epoch",
+            "20",
+            "-o",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -68,9 +81,24 @@ def test_plot_parses_dashes_underscores_flags_and_equals(runner: CliRunner, tmp_
     out = tmp_path / "o.png"
     result = runner.invoke(
         cli,
-        ["schedules", "plot", "onecycle", "--learning_rate=0.2", "--pct-start", "0.25",
-         "--three-phase", "--anneal", "linear", "--epochs", "4", "--steps-per-epoch", "25",
-         "-o", str(out), "--log"],
+        [
+            "schedules",
+            "plot",
+            "onecycle",
+            "--learning_rate=0.2",
+            "--pct-start",
+            "0.25",
+            "--three-phase",
+            "--anneal",
+            "linear",
+            "--epochs",
+            "4",
+            "--steps-per-epoch",
+            "25",
+            "-o",
+            str(out),
+            "--log",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "max 0.2" in result.output

@@ -37,7 +37,7 @@ __all__ = [
 _DTYPE = "float32"
 
 
-class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):
+class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
     """Base class: validation, ``get_config``, the shared warmup and the plateau scale.
 
     Subclasses set ``family`` and implement :meth:`value` on a float32 tensor of steps.

@@ -121,7 +121,7 @@ class PlateauState:
         return True
 
 
-class PlateauCallback(keras.callbacks.Callback):  # type: ignore[misc]
+class PlateauCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
     """Drives a schedule's plateau cuts from the monitored metric, epoch by epoch.
 
     Pass the optimizer's schedule (normally a ``PlateauSchedule``, whose config supplies factor,
@@ -151,7 +151,7 @@ class PlateauCallback(keras.callbacks.Callback):  # type: ignore[misc]
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
             return
-        if getattr(optimizer, "_learning_rate", None) is not self.schedule:
+        if id(getattr(optimizer, "_learning_rate", None)) != id(self.schedule):
             raise ScheduleError(
                 "PlateauCallback was given a schedule that is not the optimizer's learning rate; "
                 "pass the same schedule object to the optimizer and the callback."
