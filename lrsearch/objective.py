@@ -321,7 +321,8 @@ class Objective:
 
         def report(value: float, epoch: int) -> bool:
             trial.report(value, epoch)
-            return bool(trial.should_prune())
+            # pruning after the last epoch would save nothing and hide a finished result
+            return epoch < self.config.training.epochs and bool(trial.should_prune())
 
         try:
             result = train(
