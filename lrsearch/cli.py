@@ -89,37 +89,165 @@ def _storage_option(f: Any) -> Any:
     return click.option("--storage", metavar="URL", default=None, help=_STORAGE_HELP)(f)
 
 
+def _run_options(f: Any) -> Any:
+    """Options shared by ``start`` and ``resume``."""
+    for option in reversed(
+        [
+            _storage_option,
+            click.option(
+                "--n-trials",
+                type=click.IntRange(min=1),
+                default=None,
+                help="The study's total budget of finished trials, over all workers.",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=None,
+                metavar="SECONDS",
+                help="Stop starting new trials after this many seconds.",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Worker processes on this machine (CPU threads split between them).",
+            ),
+            click.option(
+                "--no-progress", is_flag=True, help="No progress bar (lines still print)."
+            ),
+            click.option("--worker-label", default="", hidden=True),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _run(
+    ctx: click.Context,
+    config: Any,
+    text: str,
+    *,
+    base_dir: Any,
+    storage: str | None,
+    study_name: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+    allow_changed: bool,
+    workers: int,
+    no_progress: bool,
+    worker_label: str,
+    worker_args: list[str],
+) -> None:
+    """Runs the study here, or in ``workers`` child processes, and prints the summary."""
+    from lrsearch.storage import resolve_storage_url
+    from lrsearch.study import prepare_study, run_prepared, study_progress
+
+    url = resolve_storage_url(storage)
+    prepared = prepare_study(
+        config,
+        study_file_text=text,
+        base_dir=base_dir,
+        storage_url=url,
+        study_name=study_name,
+        n_trials=n_trials,
+        allow_changed=allow_changed,
+    )
+    name = prepared.study.study_name
+    if not worker_label:
+        click.echo(
+            f"study {name!r}: {config.training.epochs} epochs per trial, budget "
+            f"{prepared.budget} trials, storage {mask_url(url)}"
+            + (f", {workers} workers" if workers > 1 else "")
+        )
+    if workers > 1:
+        from lrsearch.workers import run_workers
+
+        args = [
+            *worker_args,
+            "--storage",
+            url,
+            "--n-trials",
+            str(prepared.budget),
+            "--no-progress",
+        ]
+        if timeout is not None:
+            args += ["--timeout", str(timeout)]
+        code = run_workers(
+            workers,
+            args,
+            progress=lambda: study_progress(prepared.study, prepared.budget),
+            echo=click.echo,
+            show_bar=not no_progress,
+        )
+        if code:
+            ctx.exit(code)
+        summary = run_prepared(prepared, progress=False, echo=click.echo, poll_seconds=0.5)
+    else:
+        summary = run_prepared(
+            prepared,
+            timeout=timeout if timeout is not None else config.study.timeout,
+            progress=not no_progress,
+            echo=click.echo,
+            label=worker_label,
+        )
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
+    prefix = f"[{worker_label}] " if worker_label else ""
+    click.echo(
+        f"{prefix}done: {summary.finished}/{summary.n_trials} finished ({counts}); "
+        f"{summary.ran} trial(s) run here in {summary.seconds:.0f}s"
+    )
+    if worker_label:
+        return
+    if summary.best is not None:
+        best = summary.best
+        sched = best.get("schedule") or {}
+        click.echo(
+            f"best: trial #{best['number']} {config.study.metric}={best['value']:.4f} "
+            f"{sched.get('family', '')} {json.dumps(sched.get('params', {}))}"
+        )
+    click.echo(f"look closer: optuna-dashboard {summary.storage_url}")
+    click.echo(
+        f"             lrsearch status {summary.study_name!r} --storage {summary.storage_url}"
+    )
+
+
+def _without_value(args: list[str], option: str) -> list[str]:
+    """``args`` without ``option VALUE`` / ``option=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == option:
+            skip = True
+        elif not arg.startswith(option + "="):
+            out.append(arg)
+    return out
+
+
 @cli.command()
 @click.argument("study_file", type=click.Path(path_type=str))
-@_storage_option
-@click.option(
-    "--n-trials",
-    type=click.IntRange(min=1),
-    default=None,
-    help="The study's total budget of finished trials, over all workers  [default: the file's]",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="SECONDS",
-    help="Stop starting new trials after this many seconds.",
-)
+@_run_options
 @click.option("--study-name", default=None, help="Use this name instead of the file's.")
 @click.option(
     "--allow-changed",
     is_flag=True,
     help="Join an existing study even if its stored study file differs.",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar (lines are still printed).")
+@click.pass_context
 def start(
+    ctx: click.Context,
     study_file: str,
     storage: str | None,
     n_trials: int | None,
     timeout: float | None,
+    workers: int,
+    no_progress: bool,
+    worker_label: str,
     study_name: str | None,
     allow_changed: bool,
-    no_progress: bool,
 ) -> None:
     """Create or join the study of STUDY_FILE and run trials until its budget is met.
 
@@ -133,50 +261,105 @@ def start(
     Examples:
       lrsearch start studies/digits.toml
       lrsearch start studies/digits.toml --n-trials 60       # raise the budget
-      lrsearch start studies/cnn-digits.toml --storage postgresql://me:pw@db/optuna
+      lrsearch start studies/digits.toml --workers 2         # two processes here
+      lrsearch start studies/cnn-digits.toml --storage postgresql+psycopg://me:pw@db/optuna
     """
     from pathlib import Path
 
     from lrsearch.config import load_study_file
-    from lrsearch.storage import mask_url, resolve_storage_url
-    from lrsearch.study import run_study
 
     config, text = load_study_file(study_file)
-    url = resolve_storage_url(storage)
-    name = study_name or config.study.name
-    budget = n_trials or config.study.n_trials
-    click.echo(
-        f"study {name!r}: {config.training.epochs} epochs per trial, budget {budget} trials, "
-        f"storage {mask_url(url)}"
-    )
-    summary = run_study(
+    _run(
+        ctx,
         config,
-        study_file_text=text,
+        text,
         base_dir=Path(study_file).resolve().parent,
-        storage_url=url,
+        storage=storage,
         study_name=study_name,
         n_trials=n_trials,
         timeout=timeout,
         allow_changed=allow_changed,
-        progress=not no_progress,
-        echo=click.echo,
+        workers=workers,
+        no_progress=no_progress,
+        worker_label=worker_label,
+        worker_args=["start", study_file]
+        + (["--study-name", study_name] if study_name else [])
+        + (["--allow-changed"] if allow_changed else []),
     )
-    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
-    click.echo(
-        f"done: {summary.finished}/{summary.n_trials} finished ({counts}); "
-        f"{summary.ran} trial(s) run here in {summary.seconds:.0f}s"
+
+
+@cli.command()
+@click.argument("name")
+@_run_options
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    name: str,
+    storage: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+    workers: int,
+    no_progress: bool,
+    worker_label: str,
+) -> None:
+    """Continue study NAME from the database alone, until its budget is met.
+
+    The study file stored with the study is used; its budget is the stored one
+    unless --n-trials raises it. Relative data paths resolve from the current
+    folder.
+
+    \b
+    Examples:
+      lrsearch resume digits-mlp
+      lrsearch resume digits-mlp --n-trials 80 --workers 2
+      lrsearch resume digits-mlp --storage postgresql+psycopg://me:pw@db/optuna
+    """
+    from pathlib import Path
+
+    from lrsearch.study import stored_budget, stored_config
+
+    config, text = stored_config(name, storage)
+    _run(
+        ctx,
+        config,
+        text,
+        base_dir=Path.cwd(),
+        storage=storage,
+        study_name=name,
+        n_trials=n_trials or stored_budget(name, storage),
+        timeout=timeout,
+        allow_changed=False,
+        workers=workers,
+        no_progress=no_progress,
+        worker_label=worker_label,
+        worker_args=["resume", name],
     )
-    if summary.best is not None:
-        best = summary.best
-        sched = best.get("schedule") or {}
-        click.echo(
-            f"best: trial #{best['number']} {config.study.metric}={best['value']:.4f} "
-            f"{sched.get('family', '')} {json.dumps(sched.get('params', {}))}"
-        )
-    click.echo(f"look closer: optuna-dashboard {summary.storage_url}")
-    click.echo(
-        f"             lrsearch status {summary.study_name!r} --storage {summary.storage_url}"
-    )
+
+
+@cli.command()
+@click.argument("name")
+@_storage_option
+def reap(name: str, storage: str | None) -> None:
+    """Fail the stale trials of study NAME now and queue them to run again.
+
+    A trial is stale when its worker stopped sending heartbeats (killed,
+    crashed, machine gone) for longer than the grace period
+    ($LRSEARCH_GRACE_PERIOD, default 120 s). Workers do this on their own;
+    this command does it on demand.
+
+    \b
+    Examples:
+      lrsearch reap digits-mlp
+      lrsearch reap digits-mlp --storage postgresql+psycopg://me:pw@db/optuna
+    """
+    from lrsearch.study import reap_stale
+
+    numbers = reap_stale(name, storage)
+    if numbers:
+        listed = ", ".join(f"#{n}" for n in numbers)
+        click.echo(f"failed {len(numbers)} stale trial(s) ({listed}); queued to run again")
+    else:
+        click.echo("no stale trials")
 
 
 @cli.command()
@@ -234,7 +417,10 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         for family, b in info["best_per_family"].items():
             click.echo(f"  {family:<16} {b['value']:.4f}  (trial #{b['number']})")
     for r in info["running"]:
-        click.echo(f"running: trial #{r['number']} {r['family'] or ''} since {r['started']}")
+        stale = "  STALE (no heartbeat: lrsearch reap)" if r.get("stale") else ""
+        click.echo(
+            f"running: trial #{r['number']} {r['family'] or ''} since {r['started']}{stale}"
+        )
 
 
 @cli.command()

@@ -14,11 +14,12 @@ that reached the same epoch, so the sampler steers away from that region.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,10 @@ def _trial_callback_class() -> type:
             metric: str,
             divergence_factor: float,
             report: Callable[[float, int], bool] | None,
+            interrupted: list[int] | None = None,
         ) -> None:
             super().__init__()
+            self.interrupted = interrupted if interrupted is not None else []
             self.metric = metric
             self.divergence_factor = divergence_factor
             self.report = report
@@ -128,6 +131,8 @@ def _trial_callback_class() -> type:
             self._epoch_lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
             self.steps += 1
             loss = float((logs or {}).get("loss", 0.0))
             if self.first_loss is None:
@@ -139,6 +144,8 @@ def _trial_callback_class() -> type:
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
             logs = dict(logs or {})
             self.history["epoch"].append(epoch + 1)
             self.history["lr"].append(self._epoch_lr)
@@ -164,25 +171,34 @@ def _trial_callback_class() -> type:
     return _TrialCallback
 
 
-def _clear_session(keras: Any) -> None:
-    """``keras.backend.clear_session()``, without losing a Ctrl-C to its ``gc.collect()``.
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[list[int]]:
+    """Holds Ctrl-C while Keras runs; the trainer raises KeyboardInterrupt at the next batch end.
 
-    A SIGINT handled inside a weakref callback or ``__del__`` run by the collection would raise
-    KeyboardInterrupt there, where Python swallows it ("Exception ignored in ..."), and the study
-    would go on. The signal is held during the call and raised again after it.
+    A KeyboardInterrupt raised wherever the signal happens to land inside Keras or TensorFlow can
+    be lost (a bare ``except`` in Keras's log conversion, a weakref callback run by the
+    ``gc.collect()`` of ``clear_session``: the study then silently goes on) or crash TensorFlow
+    (raised inside a C++ fast path). The first SIGINT is recorded in the yielded list; a second
+    one interrupts at once. Only the main thread with Python's default handler is changed.
     """
-    main = threading.current_thread() is threading.main_thread()
-    if not main or signal.getsignal(signal.SIGINT) is None:  # None: not settable from Python
-        keras.backend.clear_session()
-        return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield held
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append(signum)
+        if len(held) > 1:
+            signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, hold)
     try:
-        keras.backend.clear_session()
+        yield held
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        signal.raise_signal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def train(
@@ -212,37 +228,40 @@ def train(
     from lrsearch.schedules import PlateauCallback
 
     started = time.perf_counter()
-    _clear_session(keras)
-    keras.utils.set_random_seed(seed)
-    model = build_model(
-        config.model.type,
-        input_shape=dataset.input_shape,
-        n_classes=dataset.n_classes,
-        params=config.model.params,
-        base_dir=base_dir,
-    )
-    schedule = point.build()
-    model.compile(
-        optimizer=make_optimizer(config, schedule),
-        loss=config.training.loss,
-        metrics=["accuracy"],
-    )
-    tracker = _trial_callback_class()(
-        config.study.metric, config.training.divergence_factor, report
-    )
-    callbacks: list[Any] = [tracker]
-    if point.family == "plateau":
-        callbacks.insert(0, PlateauCallback(schedule))
-    model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=config.data.batch_size,
-        epochs=epochs or config.training.epochs,
-        validation_data=(dataset.x_val, dataset.y_val),
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    with _sigint_held() as interrupted:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        model = build_model(
+            config.model.type,
+            input_shape=dataset.input_shape,
+            n_classes=dataset.n_classes,
+            params=config.model.params,
+            base_dir=base_dir,
+        )
+        schedule = point.build()
+        model.compile(
+            optimizer=make_optimizer(config, schedule),
+            loss=config.training.loss,
+            metrics=["accuracy"],
+        )
+        tracker = _trial_callback_class()(
+            config.study.metric, config.training.divergence_factor, report, interrupted
+        )
+        callbacks: list[Any] = [tracker]
+        if point.family == "plateau":
+            callbacks.insert(0, PlateauCallback(schedule))
+        model.fit(
+            dataset.x_train,
+            dataset.y_train,
+            batch_size=config.data.batch_size,
+            epochs=epochs or config.training.epochs,
+            validation_data=(dataset.x_val, dataset.y_val),
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+    if interrupted:  # it came after the last batch
+        raise KeyboardInterrupt
     elapsed = time.perf_counter() - started
     history = tracker.history
     if tracker.diverged_at_step is not None:

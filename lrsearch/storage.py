@@ -131,11 +131,19 @@ def _resilient_class() -> type:
         if not n.startswith("_") and callable(getattr(base, n, None))
     ]
     names += ["_get_stale_trial_ids", "record_heartbeat"]
-    attrs: dict[str, Any] = {"retry_seconds": RETRY_SECONDS}
+    attrs: dict[str, Any] = {"retry_seconds": RETRY_SECONDS, "__module__": __name__}
     for name in names:
         if hasattr(base, name):
             attrs[name] = _retrying(getattr(base, name))
     return type("ResilientRDBStorage", (base,), attrs)
+
+
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL").fetchall()
+    finally:
+        cursor.close()
 
 
 def open_storage(url: str | None = None, **kwargs: Any) -> Any:
@@ -160,7 +168,13 @@ def open_storage(url: str | None = None, **kwargs: Any) -> Any:
             "postgresql://user:password@host/db."
         )
     try:
-        return _resilient_class()(resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs)
+        storage = _resilient_class()(resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs)
+        if resolved.startswith("sqlite"):
+            # WAL lets readers (dashboard, status) and several local workers work side by side;
+            # the setting is stored in the database file.
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
+            storage.engine.dispose()  # connections made from now on run _sqlite_wal
+        return storage
     except sqlalchemy.exc.ArgumentError as exc:
         raise StorageError(
             f"Storage URL {mask_url(resolved)!r} is malformed: {mask_url(str(exc))}"

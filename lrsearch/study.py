@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections import Counter
@@ -59,8 +60,12 @@ class TrialError(Exception):
     """An unexpected error inside one trial: the trial fails, the study goes on."""
 
 
-def make_sampler(config: StudyConfig) -> Any:
-    """The Optuna sampler named by ``[study.sampler]``, seeded by ``study.seed``."""
+def make_sampler(config: StudyConfig, salt: int | None = None) -> Any:
+    """The Optuna sampler named by ``[study.sampler]``, seeded by ``study.seed``.
+
+    ``salt`` makes workers that share a study draw different points: with one seed they would
+    all propose the same random start-up trials.
+    """
     import warnings
 
     import optuna
@@ -69,6 +74,8 @@ def make_sampler(config: StudyConfig) -> Any:
     # here on purpose; their warnings would only alarm users.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     s, seed = config.study.sampler, config.study.seed
+    if salt is not None:
+        seed = (seed * 1_000_003 + salt) % 2**31
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "qmc":
@@ -284,7 +291,17 @@ class _Progress:
         self.bar.close()
 
 
-def run_study(
+@dataclass
+class PreparedStudy:
+    """A study opened for running: its objective (data loaded once), the study, the budget."""
+
+    objective: Objective
+    study: Any
+    budget: int
+    url: str
+
+
+def prepare_study(
     config: StudyConfig,
     *,
     study_file_text: str = "",
@@ -292,28 +309,19 @@ def run_study(
     storage_url: str | None = None,
     study_name: str | None = None,
     n_trials: int | None = None,
-    timeout: float | None = None,
     allow_changed: bool = False,
-    progress: bool = True,
-    echo: Callable[[str], None] = print,
-) -> RunSummary:
-    """Creates or joins the study and runs trials until the study has ``n_trials`` finished ones.
-
-    ``n_trials`` (default ``study.n_trials``) is the study's total budget, counted over every
-    worker; ``timeout`` (default ``study.timeout``) bounds this call's wall time.
+) -> PreparedStudy:
+    """Loads the data, checks the space, and creates or joins the study (no training).
 
     Raises:
-        Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
         ConfigError, DataError, StorageError: bad input, before any training.
     """
     import optuna
-    from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    started = time.perf_counter()
     url = resolve_storage_url(storage_url)
     objective = Objective(config, base_dir=base_dir)
-    storage = open_storage(url)
+    storage = open_storage(url, **heartbeat_settings())
     baselines = []
     for point in objective.baselines:
         attr = {"family": point.family, "relative": point.relative, "absolute": point.absolute}
@@ -328,19 +336,114 @@ def run_study(
         baselines=baselines,
     )
     budget = n_trials or config.study.n_trials
-    study.set_user_attr(ATTR_N_TRIALS, budget)
-    finished, _ = _finished_count(study)
-    metric = config.study.metric
-    reporter = _Progress(budget, finished, metric, progress, echo)
+    if study.user_attrs.get(ATTR_N_TRIALS) != budget:
+        study.set_user_attr(ATTR_N_TRIALS, budget)
+    return PreparedStudy(objective=objective, study=study, budget=budget, url=url)
+
+
+def heartbeat_settings() -> dict[str, Any]:
+    """Optuna heartbeat settings: a worker that dies mid-trial is noticed and its trial retried.
+
+    A running trial writes a heartbeat every ``LRSEARCH_HEARTBEAT_INTERVAL`` seconds (default
+    30); one silent for ``LRSEARCH_GRACE_PERIOD`` seconds (default 120) is failed by the next
+    worker that looks, and its configuration queued again (at most 3 times).
+    """
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    interval = int(os.environ.get("LRSEARCH_HEARTBEAT_INTERVAL", "30"))
+    grace = int(os.environ.get("LRSEARCH_GRACE_PERIOD", str(max(4 * interval, 10))))
+    return {
+        "heartbeat_interval": interval,
+        "grace_period": grace,
+        "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3
+        ),
+    }
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    study_file_text: str = "",
+    base_dir: Path | None = None,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    allow_changed: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    label: str = "",
+) -> RunSummary:
+    """Creates or joins the study and runs trials until the study has ``n_trials`` finished ones.
+
+    ``n_trials`` (default ``study.n_trials``) is the study's total budget, counted over every
+    worker; ``timeout`` (default ``study.timeout``) bounds this call's wall time. While other
+    workers still run the last trials, this one waits: if one of them dies (no heartbeat), its
+    trial is failed and run again here.
+
+    Raises:
+        Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
+        ConfigError, DataError, StorageError: bad input, before any training.
+    """
+    started = time.perf_counter()
+    prepared = prepare_study(
+        config,
+        study_file_text=study_file_text,
+        base_dir=base_dir,
+        storage_url=storage_url,
+        study_name=study_name,
+        n_trials=n_trials,
+        allow_changed=allow_changed,
+    )
+    return run_prepared(
+        prepared,
+        timeout=timeout if timeout is not None else config.study.timeout,
+        progress=progress,
+        echo=echo,
+        label=label,
+        started=started,
+    )
+
+
+def run_prepared(
+    prepared: PreparedStudy,
+    *,
+    timeout: float | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    label: str = "",
+    started: float | None = None,
+    poll_seconds: float = 2.0,
+) -> RunSummary:
+    """Runs trials of a prepared study until its budget is met (see :func:`run_study`)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    started = started if started is not None else time.perf_counter()
+    study, budget, objective = prepared.study, prepared.budget, prepared.objective
+    metric = objective.config.study.metric
+    optuna.storages.fail_stale_trials(study)
+    finished, running = _finished_count(study)
+    if label or finished or running:
+        # Joining a study others work on: a seed of our own, or we would repeat their samples.
+        study.sampler = make_sampler(objective.config, salt=os.getpid() + 7919 * len(label))
+    prefix = f"[{label}] " if label else ""
+    reporter = _Progress(budget, finished, metric, progress, lambda line: echo(prefix + line))
     failures: list[str] = []
     ran = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
 
     def after_trial(study: Any, trial: Any) -> None:
         nonlocal ran
         ran += 1
+        optuna.storages.fail_stale_trials(study)
         done, running = _finished_count(study)
         reporter.trial_done(study, trial, done)
-        if trial.state == TrialState.FAIL:
+        if trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_INTERRUPTED):
             failures.append(trial.system_attrs.get("fail_reason", "unknown error"))
             if len(failures) >= _MAX_FAILURES_IN_A_ROW:
                 study.stop()
@@ -350,11 +453,19 @@ def run_study(
             study.stop()
 
     try:
-        if finished < budget:
+        while len(failures) < _MAX_FAILURES_IN_A_ROW:
+            optuna.storages.fail_stale_trials(study)
+            done, running = _finished_count(study)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if done >= budget or (remaining is not None and remaining <= 0):
+                break
+            if done + running >= budget:
+                time.sleep(poll_seconds)  # others run the last trials; take over if they die
+                continue
             study.optimize(
                 _guarded(objective),
                 n_trials=None,
-                timeout=timeout if timeout is not None else config.study.timeout,
+                timeout=remaining,
                 callbacks=[after_trial],
                 catch=(TrialError,),
                 gc_after_trial=False,
@@ -378,7 +489,7 @@ def run_study(
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     return RunSummary(
         study_name=study.study_name,
-        storage_url=mask_url(url),
+        storage_url=mask_url(prepared.url),
         n_trials=budget,
         finished=done,
         ran=ran,
@@ -432,7 +543,7 @@ def _load(name: str, storage_url: str | None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, **heartbeat_settings())
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -478,6 +589,7 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
     best_per_family: dict[str, dict[str, Any]] = {}
     maximize = study.direction.name == "MAXIMIZE"
     running = []
+    stale = set(_stale_trial_numbers(study))
     for t in trials:
         state = t.state.name.lower()
         if t.user_attrs.get(ATTR_OUTCOME) == "diverged":
@@ -487,7 +599,14 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
         family = sched.get("family") or t.params.get("family")
         if t.state.name == "RUNNING":
             started = t.datetime_start.isoformat(" ", "seconds") if t.datetime_start else "?"
-            running.append({"number": t.number, "family": family, "started": started})
+            running.append(
+                {
+                    "number": t.number,
+                    "family": family,
+                    "started": started,
+                    "stale": t.number in stale,
+                }
+            )
         if t.state.name == "COMPLETE" and family:
             current = best_per_family.get(family)
             better = current is None or (
@@ -531,3 +650,41 @@ def stored_config(name: str, storage_url: str | None = None) -> tuple[StudyConfi
     return parse_study_config(stored, source=f"study {name!r}"), study.user_attrs.get(
         ATTR_FILE, ""
     )
+
+
+def _stale_trial_numbers(study: Any) -> list[int]:
+    """Numbers of RUNNING trials whose worker stopped sending heartbeats."""
+    storage = study._storage
+    inner = getattr(storage, "_backend", storage)
+    if not hasattr(inner, "_get_stale_trial_ids"):
+        return []
+    ids = set(inner._get_stale_trial_ids(study._study_id))
+    return [t.number for t in study.get_trials(deepcopy=False) if t._trial_id in ids]
+
+
+def reap_stale(name: str, storage_url: str | None = None) -> list[int]:
+    """Fails the study's stale trials now and queues their configurations again.
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    import optuna
+
+    study = _load(name, storage_url)
+    stale = _stale_trial_numbers(study)
+    optuna.storages.fail_stale_trials(study)
+    return stale
+
+
+def stored_budget(name: str, storage_url: str | None = None) -> int | None:
+    """The budget (``n_trials``) last set on the study, if any."""
+    value = _load(name, storage_url).user_attrs.get(ATTR_N_TRIALS)
+    return int(value) if value else None
+
+
+def study_progress(study: Any, budget: int) -> tuple[int, int, str]:
+    """``(finished, budget, "best ...")`` for a progress display."""
+    done, _ = _finished_count(study)
+    best = _best(study)
+    text = f"best={best['value']:.4f} (#{best['number']})" if best else ""
+    return done, budget, text

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -127,7 +128,11 @@ def main_study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def db_copy(main_study: dict[str, Any], tmp_path: Path) -> Path:
     """A private copy of the main study's database, free to change."""
     copy = tmp_path / "copy.db"
-    shutil.copyfile(main_study["db"], copy)
+    source = sqlite3.connect(main_study["db"])  # the SQLite backup API includes the WAL's pages
+    target = sqlite3.connect(copy)
+    source.backup(target)
+    source.close()
+    target.close()
     return copy
 
 
