@@ -87,7 +87,7 @@ type = "mlp"
 hidden = [16]
 
 [training]
-epochs = 25
+epochs = 60
 
 [space]
 families = ["constant"]
@@ -309,7 +309,7 @@ def test_default_storage_is_lrsearch_db_in_the_working_directory(
 
 
 def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen[str]) -> Any:
-    """The RUNNING trial once it is inside its training (its seed attribute is set)."""
+    """The RUNNING trial once it is inside its training (it has reported an epoch)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -320,7 +320,7 @@ def _wait_for_running_trial(url: str, name: str, proc: subprocess.Popen[str]) ->
             study = None
         if study is not None:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if running and "seed" in running[0].user_attrs:
+            if running and running[0].intermediate_values:
                 return running[0]
         time.sleep(0.2)
     pytest.fail("no trial started running within 120 s")
@@ -374,7 +374,7 @@ def test_ctrl_c_fails_the_trial_queues_it_again_and_resume_finishes(tmp_path: Pa
     assert retried.params == failed.params
     assert retried.user_attrs["lrsearch.retry_of"] == failed.number
     assert retried.user_attrs["schedule"] == failed.user_attrs["schedule"]
-    assert retried.user_attrs["epochs_run"] == 25
+    assert retried.user_attrs["epochs_run"] == 60
 
 
 # --- storage errors ------------------------------------------------------------------------------
