@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
-__all__ = ["import_keras", "quiet_stderr"]
+__all__ = ["BACKENDS", "import_keras", "quiet_stderr", "select_backend"]
+
+BACKENDS = ("tensorflow", "jax")
+_EXTRA = {"tensorflow": "tensorflow", "jax": "lrsearch[jax]"}
 
 
 @contextlib.contextmanager
@@ -54,3 +58,42 @@ def import_keras() -> ModuleType:
         # The first op initialises the backend's devices, which prints too.
         module.ops.convert_to_numpy(module.ops.zeros(()))
     return module
+
+
+def select_backend(name: str | None = None) -> str:
+    """Chooses Keras's backend for this process; call it before Keras is imported.
+
+    Args:
+        name: ``"tensorflow"`` or ``"jax"``; ``None`` keeps ``$KERAS_BACKEND`` (default
+            ``tensorflow``).
+
+    Returns:
+        The backend in force.
+
+    Raises:
+        ConfigError: an unknown backend, one that is not installed, or Keras already imported
+            with another backend in this process.
+    """
+    from lrsearch.exceptions import ConfigError
+
+    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        raise ConfigError(
+            f"Unknown Keras backend {name!r}; use one of {', '.join(BACKENDS)} "
+            "(training.backend, --backend or KERAS_BACKEND)."
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend"):
+        current = keras.backend.backend()
+        if current != name:
+            raise ConfigError(
+                f"Keras is already running on {current!r} in this process; backend {name!r} "
+                "needs a fresh process (run lrsearch again with --backend)."
+            )
+        return name
+    if importlib.util.find_spec(name) is None:
+        raise ConfigError(
+            f"Keras backend {name!r} is not installed: pip install '{_EXTRA[name]}'."
+        )
+    os.environ["KERAS_BACKEND"] = name
+    return name

@@ -117,6 +117,12 @@ def _run_options(f: Any) -> Any:
             click.option(
                 "--no-progress", is_flag=True, help="No progress bar (lines still print)."
             ),
+            click.option(
+                "--backend",
+                type=click.Choice(["tensorflow", "jax"]),
+                default=None,
+                help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
+            ),
             click.option("--worker-label", default="", hidden=True),
         ]
     ):
@@ -139,6 +145,7 @@ def _run(
     no_progress: bool,
     worker_label: str,
     worker_args: list[str],
+    backend: str | None,
 ) -> None:
     """Runs the study here, or in ``workers`` child processes, and prints the summary."""
     from lrsearch.storage import resolve_storage_url
@@ -153,8 +160,10 @@ def _run(
         study_name=study_name,
         n_trials=n_trials,
         allow_changed=allow_changed,
+        backend=backend,
     )
     name = prepared.study.study_name
+    _backend_hint(config, worker_label)
     if not worker_label:
         click.echo(
             f"study {name!r}: {config.training.epochs} epochs per trial, budget "
@@ -174,6 +183,7 @@ def _run(
         ]
         if timeout is not None:
             args += ["--timeout", str(timeout)]
+        args += ["--backend", _current_backend()]
         code = run_workers(
             workers,
             args,
@@ -213,18 +223,29 @@ def _run(
     )
 
 
-def _without_value(args: list[str], option: str) -> list[str]:
-    """``args`` without ``option VALUE`` / ``option=VALUE``."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == option:
-            skip = True
-        elif not arg.startswith(option + "="):
-            out.append(arg)
-    return out
+def _current_backend() -> str:
+    from lrsearch._imports import import_keras
+
+    return str(import_keras().backend.backend())
+
+
+# Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
+# model type faster, and by how much.
+_FASTER_BACKEND = {"mlp": ("jax", "2.4"), "cnn": ("tensorflow", "1.3")}
+
+
+def _backend_hint(config: Any, worker_label: str) -> None:
+    """One line when the chosen backend is the slower one for this kind of model."""
+    known = _FASTER_BACKEND.get(config.model.type)
+    if worker_label or known is None:
+        return
+    faster, ratio = known
+    current = _current_backend()
+    if current != faster:
+        click.echo(
+            f"hint: {faster} trained {config.model.type} models ~{ratio}x faster than {current} "
+            f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
+        )
 
 
 @cli.command()
@@ -245,6 +266,7 @@ def start(
     timeout: float | None,
     workers: int,
     no_progress: bool,
+    backend: str | None,
     worker_label: str,
     study_name: str | None,
     allow_changed: bool,
@@ -282,6 +304,7 @@ def start(
         workers=workers,
         no_progress=no_progress,
         worker_label=worker_label,
+        backend=backend,
         worker_args=["start", study_file]
         + (["--study-name", study_name] if study_name else [])
         + (["--allow-changed"] if allow_changed else []),
@@ -300,6 +323,7 @@ def resume(
     timeout: float | None,
     workers: int,
     no_progress: bool,
+    backend: str | None,
     worker_label: str,
 ) -> None:
     """Continue study NAME from the database alone, until its budget is met.
@@ -333,6 +357,7 @@ def resume(
         no_progress=no_progress,
         worker_label=worker_label,
         worker_args=["resume", name],
+        backend=backend,
     )
 
 

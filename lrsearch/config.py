@@ -42,6 +42,7 @@ __all__ = [
     "StudyConfig",
     "StudySection",
     "TrainingConfig",
+    "comparable",
     "config_diff",
     "load_study_file",
     "parse_study_config",
@@ -127,6 +128,7 @@ class TrainingConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0.0)
     loss: str = "sparse_categorical_crossentropy"
     divergence_factor: float = Field(10.0, gt=1.0)
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
 
 
 Value = float | int | bool | str
@@ -220,13 +222,21 @@ class StudyConfig(_Strict):
 
     def fingerprint(self) -> str:
         """sha256 of :meth:`normalized`, minus the fields that may change between runs."""
-        data = self.normalized()
-        for key in _MAY_CHANGE:
-            data["study"].pop(key, None)
+        data = comparable(self.normalized())
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_MAY_CHANGE = ("n_trials", "timeout")
+_MAY_CHANGE = {"study": ("n_trials", "timeout"), "training": ("backend",)}
+
+
+def comparable(normalized: dict[str, Any]) -> dict[str, Any]:
+    """A normalized config without the fields that may differ between runs of one study
+    (the budget, the timeout and the Keras backend, a per-run choice)."""
+    data = json.loads(json.dumps(normalized))
+    for section, keys in _MAY_CHANGE.items():
+        for key in keys:
+            data.get(section, {}).pop(key, None)
+    return data
 
 
 def _check_family_name(name: str) -> None:

@@ -327,14 +327,31 @@ class Objective:
         return point
 
     def __call__(self, trial: Any) -> float:
+        self.current_trial = trial
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            raise
+
+    def _seed(self, trial: Any) -> int:
+        """``study.seed + n``; a retried trial keeps the seed of the trial it repeats."""
+        original = trial.user_attrs.get(ATTR_RETRY_OF)
+        if original is None:
+            frozen = trial.study._storage.get_trial(trial._trial_id)
+            original = frozen.system_attrs.get("failed_trial")  # heartbeat retries
+        number = trial.number if original is None else int(original)
+        return self.config.study.seed + number
+
+    def _run(self, trial: Any) -> float:
         import optuna
 
-        self.current_trial = trial
         point = self.point_for(trial)
-        seed = self.config.study.seed + trial.number
+        seed = self._seed(trial)
         trial.set_user_attr(ATTR_SCHEDULE, point.record())
         trial.set_user_attr(ATTR_RELATIVE, point.relative)
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("backend", import_keras().backend.backend())
         if self.on_trial_start is not None:
             self.on_trial_start(trial, point)
 
@@ -343,13 +360,9 @@ class Objective:
             # pruning after the last epoch would save nothing and hide a finished result
             return epoch < self.config.training.epochs and bool(trial.should_prune())
 
-        try:
-            result = train(
-                self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
-            )
-        except KeyboardInterrupt:
-            trial.set_user_attr(ATTR_INTERRUPTED, True)
-            raise
+        result = train(
+            self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
+        )
         trial.set_user_attr(ATTR_HISTORY, _json_safe(result.history))
         trial.set_user_attr(ATTR_OUTCOME, result.outcome)
         trial.set_user_attr("epochs_run", result.epochs_run)

@@ -131,6 +131,9 @@ def _resilient_class() -> type:
         if not n.startswith("_") and callable(getattr(base, n, None))
     ]
     names += ["_get_stale_trial_ids", "record_heartbeat"]
+    # Optuna wraps an RDBStorage in a _CachedStorage, which calls these private methods directly
+    # (study.get_trials, ask, suggest_*, best_trial): they must wait out a restart too.
+    names += ["_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id"]
     attrs: dict[str, Any] = {"retry_seconds": RETRY_SECONDS, "__module__": __name__}
     for name in names:
         if hasattr(base, name):
@@ -165,7 +168,7 @@ def open_storage(url: str | None = None, **kwargs: Any) -> Any:
     if "://" not in resolved:
         raise StorageError(
             f"Storage {mask_url(resolved)!r} is not a URL; use e.g. sqlite:///lrsearch.db or "
-            "postgresql://user:password@host/db."
+            "postgresql+psycopg://user@host/db."
         )
     try:
         storage = _resilient_class()(resolved, engine_kwargs=_engine_kwargs(resolved), **kwargs)

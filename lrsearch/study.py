@@ -8,7 +8,6 @@ seed, timings), so the ``optuna`` CLI and optuna-dashboard read everything as it
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lrsearch import __version__
-from lrsearch._imports import import_keras
-from lrsearch.config import StudyConfig, config_diff, parse_study_config
+from lrsearch._imports import import_keras, select_backend
+from lrsearch.config import StudyConfig, comparable, config_diff, parse_study_config
 from lrsearch.exceptions import ConfigError, Interrupted, LRSearchError
 from lrsearch.objective import (
     ATTR_BASELINE,
@@ -134,13 +133,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _comparable(normalized: dict[str, Any]) -> dict[str, Any]:
-    data = json.loads(json.dumps(normalized))
-    for key in ("n_trials", "timeout"):
-        data.get("study", {}).pop(key, None)
-    return data
-
-
 def open_study(
     config: StudyConfig,
     *,
@@ -181,7 +173,7 @@ def open_study(
         for baseline in baselines or []:
             study.enqueue_trial(baseline["params"], user_attrs={ATTR_BASELINE: baseline["attr"]})
         return study, True
-    diff = config_diff(_comparable(stored), _comparable(config.normalized()))
+    diff = config_diff(comparable(stored), comparable(config.normalized()))
     old_data = study.user_attrs.get(ATTR_DATA)
     if data_fingerprint and old_data and old_data != data_fingerprint:
         diff.append("data: the data's content changed (fingerprint differs)")
@@ -310,8 +302,11 @@ def prepare_study(
     study_name: str | None = None,
     n_trials: int | None = None,
     allow_changed: bool = False,
+    backend: str | None = None,
 ) -> PreparedStudy:
     """Loads the data, checks the space, and creates or joins the study (no training).
+
+    The Keras backend is ``backend``, else ``$KERAS_BACKEND``, else ``training.backend``.
 
     Raises:
         ConfigError, DataError, StorageError: bad input, before any training.
@@ -319,6 +314,7 @@ def prepare_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
     url = resolve_storage_url(storage_url)
     objective = Objective(config, base_dir=base_dir)
     storage = open_storage(url, **heartbeat_settings())
@@ -377,6 +373,7 @@ def run_study(
     progress: bool = True,
     echo: Callable[[str], None] = print,
     label: str = "",
+    backend: str | None = None,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until the study has ``n_trials`` finished ones.
 
@@ -398,6 +395,7 @@ def run_study(
         study_name=study_name,
         n_trials=n_trials,
         allow_changed=allow_changed,
+        backend=backend,
     )
     return run_prepared(
         prepared,

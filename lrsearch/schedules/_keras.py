@@ -370,8 +370,10 @@ class PolynomialSchedule(LRSearchSchedule):
     def value(self, t: Any) -> Any:
         c = self._config
         end, decay_steps = c["end_learning_rate"], float(c["decay_steps"])
-        p = ops.minimum(self._since_warmup(t), decay_steps) / decay_steps
-        decayed = (c["learning_rate"] - end) * ops.power(1.0 - p, c["power"]) + end
+        # (D - u) / D, not 1 - u / D: XLA turns "/ D" into "* (1 / D)", and 1 - 0.99999994 under
+        # a power < 1 would leave the schedule visibly above its end value at the last step.
+        remaining = (decay_steps - ops.minimum(self._since_warmup(t), decay_steps)) / decay_steps
+        decayed = (c["learning_rate"] - end) * ops.power(remaining, c["power"]) + end
         return self._warmup(t, decayed)
 
 

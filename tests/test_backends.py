@@ -1,0 +1,172 @@
+"""The Keras backend choice: TensorFlow (default) or JAX, per study or per run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from lrsearch._imports import import_keras, select_backend
+from lrsearch.cli import cli
+from lrsearch.exceptions import ConfigError
+
+TINY = """\
+[study]
+name = "{name}"
+n_trials = {n_trials}
+pruner = "none"
+
+[data]
+source = "digits"
+limit = 200
+
+[model]
+type = "mlp"
+hidden = [8]
+
+[training]
+epochs = 2
+backend = "{backend}"
+
+[space]
+families = ["cosine", "plateau"]
+"""
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+ENV.pop("KERAS_BACKEND", None)
+ENV.pop("LRSEARCH_STORAGE", None)
+
+
+def write_study(tmp_path: Path, name: str, backend: str = "tensorflow", n_trials: int = 2) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TINY.format(name=name, backend=backend, n_trials=n_trials))
+    return path
+
+
+def test_unknown_backend_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="Unknown Keras backend 'torch'"):
+        select_backend("torch")
+
+
+def test_switching_backend_in_a_running_process_is_refused() -> None:
+    current = import_keras().backend.backend()
+    other = "jax" if current == "tensorflow" else "tensorflow"
+    assert select_backend(current) == current
+    with pytest.raises(ConfigError, match="needs a fresh process"):
+        select_backend(other)
+
+
+def test_missing_jax_is_one_clear_line(tmp_path: Path) -> None:
+    study = write_study(tmp_path, "nojax", backend="jax")
+    code = (
+        "import sys; sys.modules['jax'] = None\n"  # as if JAX were not installed
+        "from lrsearch.cli import main\n"
+        f"sys.argv = ['lrsearch', 'start', {str(study)!r}, '--storage', "
+        f"'sqlite:///{tmp_path}/x.db']\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=ENV, cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Keras backend 'jax' is not installed: pip install 'lrsearch[jax]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_hint_when_the_backend_is_the_slower_one(tmp_path: Path) -> None:
+    if import_keras().backend.backend() != "tensorflow":
+        pytest.skip("the in-process backend is not tensorflow")
+    study = write_study(tmp_path, "hint", n_trials=1)
+    result = CliRunner().invoke(
+        cli, ["start", str(study), "--storage", f"sqlite:///{tmp_path}/h.db", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "hint: jax trained mlp models" in result.output
+
+
+def test_jax_study_end_to_end_with_two_workers(tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    study = write_study(tmp_path, "jaxe2e", n_trials=3)
+    url = f"sqlite:///{tmp_path}/j.db"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrsearch.cli",
+            "start",
+            str(study),
+            "--storage",
+            url,
+            "--backend",
+            "jax",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[w1]" in proc.stdout and "[w2]" in proc.stdout
+    s = optuna.load_study(study_name="jaxe2e", storage=url)
+    finished = [t for t in s.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert 3 <= len(finished) <= 4
+    assert {t.user_attrs["backend"] for t in finished} == {"jax"}
+    assert s.user_attrs["lrsearch.versions"]["backend"] == "jax"
+    assert "jax" in s.user_attrs["lrsearch.versions"]
+
+
+def test_backend_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:
+    from lrsearch.config import load_study_file
+
+    a, _ = load_study_file(write_study(tmp_path, "fp", backend="tensorflow"))
+    b, _ = load_study_file(write_study(tmp_path / "..", "fp", backend="jax"))
+    assert a.fingerprint() == b.fingerprint()
+
+
+# The exactness tests (references, formulas, serialization); the hypothesis property tests run
+# under the default backend only, as step-by-step eager evaluation is slow on JAX.
+JAX_SELECTION = (
+    "reference_points or matches_keras or (pytorch_port and not random) or formula "
+    "or round_trip or get_config"
+)
+
+
+@pytest.mark.slow
+def test_schedule_exactness_under_jax() -> None:
+    """tests/test_schedules.py again, with Keras on JAX (the schedules run in keras.ops)."""
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-x",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_schedules.py",
+            "-k",
+            "not real_pytorch",
+        ],
+        capture_output=True,
+        text=True,
+        env={**ENV, "KERAS_BACKEND": "jax"},
+        cwd=root,
+        timeout=900,
+    )
+    tail = "\n".join(proc.stdout.splitlines()[-5:])
+    assert proc.returncode == 0, tail
+    assert " passed" in tail and "failed" not in tail
+    summary = json.dumps(tail)
+    assert "error" not in summary.lower()
