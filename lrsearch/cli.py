@@ -89,11 +89,23 @@ def _storage_option(f: Any) -> Any:
     return click.option("--storage", metavar="URL", default=None, help=_STORAGE_HELP)(f)
 
 
+_ARTIFACTS_HELP = (
+    "Artifact store for trial pictures: a folder every worker and the dashboard see, or "
+    "s3://bucket/prefix  [default: $LRSEARCH_ARTIFACTS, else NAME-artifacts next to a SQLite "
+    "file NAME.db]"
+)
+
+
+def _artifacts_option(f: Any) -> Any:
+    return click.option("--artifacts", metavar="DIR", default=None, help=_ARTIFACTS_HELP)(f)
+
+
 def _run_options(f: Any) -> Any:
     """Options shared by ``start`` and ``resume``."""
     for option in reversed(
         [
             _storage_option,
+            _artifacts_option,
             click.option(
                 "--n-trials",
                 type=click.IntRange(min=1),
@@ -146,6 +158,7 @@ def _run(
     worker_label: str,
     worker_args: list[str],
     backend: str | None,
+    artifacts: str | None = None,
 ) -> None:
     """Runs the study here, or in ``workers`` child processes, and prints the summary."""
     from lrsearch.storage import resolve_storage_url
@@ -170,6 +183,7 @@ def _run(
             f"{prepared.budget} trials, storage {mask_url(url)}"
             + (f", {workers} workers" if workers > 1 else "")
         )
+    recorder = _recorder(prepared, url, artifacts)
     if workers > 1:
         from lrsearch.workers import run_workers
 
@@ -184,6 +198,8 @@ def _run(
         if timeout is not None:
             args += ["--timeout", str(timeout)]
         args += ["--backend", _current_backend()]
+        if artifacts:
+            args += ["--artifacts", artifacts]
         code = run_workers(
             workers,
             args,
@@ -193,7 +209,9 @@ def _run(
         )
         if code:
             ctx.exit(code)
-        summary = run_prepared(prepared, progress=False, echo=click.echo, poll_seconds=0.5)
+        summary = run_prepared(
+            prepared, progress=False, echo=click.echo, poll_seconds=0.5, artifacts=recorder
+        )
     else:
         summary = run_prepared(
             prepared,
@@ -201,6 +219,7 @@ def _run(
             progress=not no_progress,
             echo=click.echo,
             label=worker_label,
+            artifacts=recorder,
         )
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
     prefix = f"[{worker_label}] " if worker_label else ""
@@ -223,6 +242,22 @@ def _run(
     )
 
 
+def _recorder(prepared: Any, url: str, artifacts: str | None) -> Any:
+    """The artifact recorder of a run, or ``None`` (warned once) without a store."""
+    from lrsearch.artifacts import ArtifactRecorder, artifact_store_for
+
+    store = artifact_store_for(artifacts, url)
+    if store is None:
+        return None
+    config = prepared.objective.config
+    return ArtifactRecorder(
+        store,
+        epochs=config.training.epochs,
+        metric=config.study.metric,
+        warn=lambda message: click.echo(message, err=True),
+    )
+
+
 def _current_backend() -> str:
     from lrsearch._imports import import_keras
 
@@ -231,7 +266,7 @@ def _current_backend() -> str:
 
 # Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
 # model type faster, and by how much.
-_FASTER_BACKEND = {"mlp": ("jax", "2.4"), "cnn": ("tensorflow", "1.3")}
+_FASTER_BACKEND = {"mlp": ("tensorflow", "1.6"), "cnn": ("tensorflow", "1.1")}
 
 
 def _backend_hint(config: Any, worker_label: str) -> None:
@@ -262,6 +297,7 @@ def start(
     ctx: click.Context,
     study_file: str,
     storage: str | None,
+    artifacts: str | None,
     n_trials: int | None,
     timeout: float | None,
     workers: int,
@@ -305,6 +341,7 @@ def start(
         no_progress=no_progress,
         worker_label=worker_label,
         backend=backend,
+        artifacts=artifacts,
         worker_args=["start", study_file]
         + (["--study-name", study_name] if study_name else [])
         + (["--allow-changed"] if allow_changed else []),
@@ -319,6 +356,7 @@ def resume(
     ctx: click.Context,
     name: str,
     storage: str | None,
+    artifacts: str | None,
     n_trials: int | None,
     timeout: float | None,
     workers: int,
@@ -358,6 +396,7 @@ def resume(
         worker_label=worker_label,
         worker_args=["resume", name],
         backend=backend,
+        artifacts=artifacts,
     )
 
 
@@ -476,6 +515,129 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
     click.echo(f"family: {sched.get('family')}  (total_steps={sched.get('total_steps')})")
     for key, value in (sched.get("params") or {}).items():
         click.echo(f"  {key} = {value!r}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "keras", "python"]),
+    default="json",
+    show_default=True,
+    help="json: the absolute config; keras: keras serialize() JSON; python: a snippet.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="File to write  [default: standard output]",
+)
+@_storage_option
+def export(
+    name: str, trial_number: int | None, fmt: str, output: str | None, storage: str | None
+) -> None:
+    """Export the schedule of study NAME's best trial (or --trial N).
+
+    \b
+    json    what lrsearch.schedules.build_schedule takes
+    keras   keras.optimizers.schedules.serialize() output; load it with
+            keras.optimizers.schedules.deserialize after import lrsearch.schedules
+    python  a snippet: pure Keras where a built-in is exactly equivalent
+
+    \b
+    Examples:
+      lrsearch export digits-mlp
+      lrsearch export digits-mlp --trial 12 --format python
+      lrsearch export digits-mlp --format keras -o schedule.json
+    """
+    from lrsearch.export import export_schedule, trial_schedule
+
+    schedule, frozen = trial_schedule(name, storage, trial_number)
+    text = export_schedule(schedule, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from pathlib import Path
+
+    Path(output).write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output} (trial #{frozen.number}, {schedule['family']}, {fmt})", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Epochs  [default: the study's]"
+)
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The .keras file to write (model, optimizer and schedule).",
+)
+@_storage_option
+def retrain(
+    name: str, trial_number: int | None, epochs: int | None, save: str, storage: str | None
+) -> None:
+    """Train the best trial (or --trial N) of study NAME again and save the model.
+
+    Uses the study's stored data, model and optimizer settings, the trial's
+    schedule and seed. Load the file with keras.saving.load_model after
+    import lrsearch.schedules.
+
+    \b
+    Examples:
+      lrsearch retrain digits-mlp --save best.keras
+      lrsearch retrain digits-mlp --trial 7 --epochs 30 --save t7.keras
+    """
+    from lrsearch.retrain import retrain as run_retrain
+
+    r = run_retrain(name, save, storage_url=storage, trial=trial_number, epochs=epochs)
+    value = f"{r.metric}={r.value:.4f}" if r.value is not None else "no value"
+    click.echo(
+        f"trial #{r.trial} ({r.family}, seed {r.seed}) trained {r.epochs} epochs: {value}; "
+        f"saved {r.path}"
+    )
+
+
+@cli.command()
+@_storage_option
+@_artifacts_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--read-only", "readonly", is_flag=True, help="Refuse every request but GET/HEAD.")
+def dashboard(
+    storage: str | None, artifacts: str | None, host: str, port: int, readonly: bool
+) -> None:
+    """Serve optuna-dashboard on the study database, trial pictures included.
+
+    optuna-dashboard has no login and lets any visitor delete a study: it
+    listens on loopback unless --host says otherwise (then a warning is
+    printed), and --read-only refuses every request that would change data.
+
+    \b
+    Examples:
+      lrsearch dashboard                                   # http://127.0.0.1:8080/
+      lrsearch dashboard --storage sqlite:///runs/x.db --port 8081
+      lrsearch dashboard --host 0.0.0.0 --read-only --artifacts /shared/art
+    """
+    from lrsearch.artifacts import artifact_store_for
+    from lrsearch.dashboard import serve
+    from lrsearch.storage import resolve_storage_url
+
+    url = resolve_storage_url(storage)
+    store = artifact_store_for(artifacts, url)
+    try:
+        serve(url, artifact_store=store, host=host, port=port, readonly=readonly, echo=click.echo)
+    except OSError as exc:
+        raise LRSearchError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 # --- schedules --------------------------------------------------------------------------------

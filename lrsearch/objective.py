@@ -300,6 +300,7 @@ class Objective:
         base_dir: Path | None = None,
         dataset: Dataset | None = None,
         on_trial_start: Callable[[Any, SchedulePoint], None] | None = None,
+        on_trial_end: Callable[[Any, dict[str, list[Any]]], None] | None = None,
     ) -> None:
         self.config = config
         self.base_dir = base_dir
@@ -315,6 +316,9 @@ class Objective:
                     f"baseline family {b.family!r} is not in space.families; add it there"
                 )
         self.on_trial_start = on_trial_start
+        # Called with (trial, json-safe history) once the training ended (complete, pruned or
+        # diverged) while the trial can still take attributes: artifact uploads hook in here.
+        self.on_trial_end = on_trial_end
         self.current_trial: Any = None
 
     def point_for(self, trial: Any) -> SchedulePoint:
@@ -363,13 +367,17 @@ class Objective:
         result = train(
             self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
         )
-        trial.set_user_attr(ATTR_HISTORY, _json_safe(result.history))
+        history = _json_safe(result.history)
+        trial.set_user_attr(ATTR_HISTORY, history)
         trial.set_user_attr(ATTR_OUTCOME, result.outcome)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
         trial.set_user_attr("startup_seconds", round(result.startup_seconds, 3))
         if result.outcome == "diverged":
             trial.set_user_attr("diverged_at_step", result.diverged_at_step)
+        if self.on_trial_end is not None:
+            self.on_trial_end(trial, history)
+        if result.outcome == "diverged":
             trial.report(float("nan"), max(result.epochs_run, 1))
             raise optuna.TrialPruned(f"diverged at step {result.diverged_at_step}")
         if result.outcome == "pruned":

@@ -82,18 +82,18 @@ def _explain(url: str, exc: Exception) -> str:
     return f"Cannot open storage {masked}: {first} ({hint})."
 
 
-def _is_connection_error(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what caused it) is a lost or refused database connection."""
+def _connection_error(exc: BaseException) -> BaseException | None:
+    """The lost or refused database connection behind ``exc`` (or what caused it), if any."""
     import sqlalchemy.exc
 
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
-            return True
+            return seen
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
 def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,12 +104,14 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return method(self, *args, **kwargs)
             except Exception as exc:
-                if not _is_connection_error(exc) or time.monotonic() > deadline:
+                cause = _connection_error(exc)
+                if cause is None or time.monotonic() > deadline:
                     raise
                 if not warned:
+                    reason = str(getattr(cause, "orig", None) or cause).strip().splitlines()
                     _log.warning(
                         "lost the database connection (%s); retrying for up to %.0fs",
-                        mask_url(str(exc).splitlines()[0]),
+                        mask_url(reason[0] if reason else type(cause).__name__),
                         self.retry_seconds,
                     )
                     warned = True

@@ -291,6 +291,7 @@ class PreparedStudy:
     study: Any
     budget: int
     url: str
+    created: bool = True
 
 
 def prepare_study(
@@ -322,7 +323,7 @@ def prepare_study(
     for point in objective.baselines:
         attr = {"family": point.family, "relative": point.relative, "absolute": point.absolute}
         baselines.append({"params": objective.space.enqueue_params(point), "attr": attr})
-    study, _ = open_study(
+    study, created = open_study(
         config,
         storage=storage,
         study_file_text=study_file_text,
@@ -334,7 +335,7 @@ def prepare_study(
     budget = n_trials or config.study.n_trials
     if study.user_attrs.get(ATTR_N_TRIALS) != budget:
         study.set_user_attr(ATTR_N_TRIALS, budget)
-    return PreparedStudy(objective=objective, study=study, budget=budget, url=url)
+    return PreparedStudy(objective=objective, study=study, budget=budget, url=url, created=created)
 
 
 def heartbeat_settings() -> dict[str, Any]:
@@ -374,6 +375,7 @@ def run_study(
     echo: Callable[[str], None] = print,
     label: str = "",
     backend: str | None = None,
+    artifacts: Any = None,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until the study has ``n_trials`` finished ones.
 
@@ -404,6 +406,7 @@ def run_study(
         echo=echo,
         label=label,
         started=started,
+        artifacts=artifacts,
     )
 
 
@@ -416,8 +419,13 @@ def run_prepared(
     label: str = "",
     started: float | None = None,
     poll_seconds: float = 2.0,
+    artifacts: Any = None,
 ) -> RunSummary:
-    """Runs trials of a prepared study until its budget is met (see :func:`run_study`)."""
+    """Runs trials of a prepared study until its budget is met (see :func:`run_study`).
+
+    ``artifacts`` (an :class:`lrsearch.artifacts.ArtifactRecorder`) uploads each trial's pictures
+    and keeps the study note current.
+    """
     import optuna
     from optuna.trial import TrialState
 
@@ -426,7 +434,7 @@ def run_prepared(
     metric = objective.config.study.metric
     optuna.storages.fail_stale_trials(study)
     finished, running = _finished_count(study)
-    if label or finished or running:
+    if label or finished or running or not prepared.created:
         # Joining a study others work on: a seed of our own, or we would repeat their samples.
         study.sampler = make_sampler(objective.config, salt=os.getpid() + 7919 * len(label))
     prefix = f"[{label}] " if label else ""
@@ -434,6 +442,8 @@ def run_prepared(
     failures: list[str] = []
     ran = 0
     deadline = None if timeout is None else time.monotonic() + timeout
+    if artifacts is not None:
+        objective.on_trial_end = artifacts.upload_trial
 
     def after_trial(study: Any, trial: Any) -> None:
         nonlocal ran
@@ -441,6 +451,8 @@ def run_prepared(
         optuna.storages.fail_stale_trials(study)
         done, running = _finished_count(study)
         reporter.trial_done(study, trial, done)
+        if artifacts is not None and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            artifacts.trial_finished(study, trial)
         if trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_INTERRUPTED):
             failures.append(trial.system_attrs.get("fail_reason", "unknown error"))
             if len(failures) >= _MAX_FAILURES_IN_A_ROW:

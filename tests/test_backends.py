@@ -79,15 +79,22 @@ def test_missing_jax_is_one_clear_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_hint_when_the_backend_is_the_slower_one(tmp_path: Path) -> None:
-    if import_keras().backend.backend() != "tensorflow":
-        pytest.skip("the in-process backend is not tensorflow")
+def test_hint_when_the_backend_is_the_slower_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lrsearch.cli
+
+    current = import_keras().backend.backend()
+    other = "jax" if current == "tensorflow" else "tensorflow"
     study = write_study(tmp_path, "hint", n_trials=1)
-    result = CliRunner().invoke(
-        cli, ["start", str(study), "--storage", f"sqlite:///{tmp_path}/h.db", "--no-progress"]
-    )
+    args = ["start", str(study), "--storage", f"sqlite:///{tmp_path}/h.db", "--no-progress"]
+    monkeypatch.setattr(lrsearch.cli, "_FASTER_BACKEND", {"mlp": (other, "2.0")})
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "hint: jax trained mlp models" in result.output
+    assert f"hint: {other} trained mlp models ~2.0x faster than {current}" in result.output
+    monkeypatch.setattr(lrsearch.cli, "_FASTER_BACKEND", {"mlp": (current, "2.0")})
+    again = CliRunner().invoke(cli, [*args, "--n-trials", "2"])
+    assert again.exit_code == 0 and "hint:" not in again.output
 
 
 def test_jax_study_end_to_end_with_two_workers(tmp_path: Path) -> None:
@@ -157,7 +164,7 @@ def test_schedule_exactness_under_jax() -> None:
             "no:cacheprovider",
             "tests/test_schedules.py",
             "-k",
-            "not real_pytorch",
+            JAX_SELECTION,
         ],
         capture_output=True,
         text=True,

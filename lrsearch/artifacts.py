@@ -1,0 +1,352 @@
+"""Pictures and files per trial in an Optuna artifact store, and a study note for the dashboard.
+
+Every finished or pruned trial uploads, through :mod:`optuna.artifacts`, ``lr_curve.png`` (the
+schedule's planned lr(t) over all steps and the lr applied at each epoch's start, which shows
+plateau cuts), ``learning_curve.png`` (loss and metric per epoch, lr on a second axis) and
+``history.csv``. After each finished trial the study's note (optuna-dashboard's notes) is
+rewritten with the best trial and the best value per family, and a study artifact
+``top_lr_curves.png`` overlays the lr curves of the best trials coloured by family.
+
+Where artifacts go: ``--artifacts DIR`` (or ``s3://bucket/prefix``), else
+``$LRSEARCH_ARTIFACTS``, else for a SQLite database ``x.db`` the folder ``x-artifacts`` next to
+it. A failing store never fails a trial: the first failure is printed, the search goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lrsearch.exceptions import ConfigError
+
+__all__ = [
+    "ENV_VAR",
+    "NO_STORE_WARNING",
+    "ArtifactRecorder",
+    "best_per_family",
+    "default_location",
+    "open_artifact_store",
+    "resolve_artifacts",
+    "study_note",
+]
+
+ENV_VAR = "LRSEARCH_ARTIFACTS"
+NO_STORE_WARNING = (
+    "no artifact store: pass --artifacts DIR (a folder every worker and the dashboard see) "
+    "or s3://bucket/prefix"
+)
+LR_CURVE = "lr_curve.png"
+LEARNING_CURVE = "learning_curve.png"
+HISTORY = "history.csv"
+STUDY_FIGURE = "top_lr_curves.png"
+TOP_TRIALS = 8
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key in _warned:
+        return
+    _warned.add(key)
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def default_location(storage_url: str) -> str | None:
+    """``x-artifacts`` next to the file of a ``sqlite:///path/x.db`` storage, else ``None``."""
+    if not storage_url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(storage_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    db = Path(database)
+    return str(db.with_name(f"{db.stem}-artifacts"))
+
+
+def resolve_artifacts(setting: str | None, storage_url: str) -> str | None:
+    """``setting``, else ``$LRSEARCH_ARTIFACTS``, else :func:`default_location`."""
+    return setting or os.environ.get(ENV_VAR) or default_location(storage_url)
+
+
+def open_artifact_store(location: str) -> Any:
+    """An Optuna artifact store: ``s3://bucket/prefix`` (boto3) or a local folder (created).
+
+    Raises:
+        ConfigError: an S3 location without a bucket, or a folder that cannot be created.
+    """
+    if location.startswith("s3://"):
+        from optuna.artifacts import Boto3ArtifactStore
+
+        bucket, _, prefix = location[len("s3://") :].partition("/")
+        if not bucket:
+            raise ConfigError(f"--artifacts {location!r}: give s3://bucket or s3://bucket/prefix")
+        store = Boto3ArtifactStore(bucket)
+        return _PrefixedStore(store, prefix.strip("/")) if prefix.strip("/") else store
+    from optuna.artifacts import FileSystemArtifactStore
+
+    folder = Path(location).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--artifacts {location!r}: cannot create the folder ({exc.strerror})"
+        ) from None
+    return FileSystemArtifactStore(base_path=folder)
+
+
+class _PrefixedStore:
+    """An artifact store that keeps every artifact under ``prefix/`` of another store."""
+
+    def __init__(self, inner: Any, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+
+    def open_reader(self, artifact_id: str) -> Any:
+        return self.inner.open_reader(f"{self.prefix}/{artifact_id}")
+
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        self.inner.write(f"{self.prefix}/{artifact_id}", content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.inner.remove(f"{self.prefix}/{artifact_id}")
+
+
+def artifact_store_for(setting: str | None, storage_url: str) -> Any | None:
+    """The store for ``setting``/``$LRSEARCH_ARTIFACTS``/the default; warns once if none."""
+    location = resolve_artifacts(setting, storage_url)
+    if location is None:
+        _warn_once("none", NO_STORE_WARNING)
+        return None
+    return open_artifact_store(location)
+
+
+def best_per_family(trials: list[Any], maximize: bool) -> dict[str, dict[str, Any]]:
+    """Per family: the best complete trial's value and number, and trial counts, best first."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in trials:
+        family = (t.user_attrs.get("schedule") or {}).get("family") or t.params.get("family")
+        if not family:
+            continue
+        row = out.setdefault(family, {"value": None, "number": None, "trials": 0})
+        row["trials"] += 1
+        if t.state.name != "COMPLETE" or t.value is None or not math.isfinite(t.value):
+            continue
+        current = row["value"]
+        if current is None or (t.value > current if maximize else t.value < current):
+            row["value"], row["number"] = t.value, t.number
+
+    def key(item: tuple[str, dict[str, Any]]) -> float:
+        value = item[1]["value"]
+        if value is None:
+            return math.inf
+        return -value if maximize else value
+
+    return dict(sorted(out.items(), key=key))
+
+
+def study_note(study: Any, metric: str) -> str:
+    """The study's markdown note: best trial, best value per family, how to export."""
+    trials = study.get_trials(deepcopy=False)
+    maximize = study.direction.name == "MAXIMIZE"
+    name = study.study_name
+    lines = [f"## {name}: best {metric} per schedule family", ""]
+    try:
+        best = study.best_trial
+    except ValueError:
+        best = None
+    if best is not None:
+        sched = best.user_attrs.get("schedule") or {}
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (sched.get("params") or {}).items()
+        )
+        lines += [
+            f"**Best trial: #{best.number}**, {metric} = {best.value:.4f}, "
+            f"family `{sched.get('family')}` ({params})",
+            "",
+        ]
+    else:
+        lines += ["No complete trial yet.", ""]
+    lines += [f"| family | best {metric} | trial | trials |", "|---|---|---|---|"]
+    for family, row in best_per_family(trials, maximize).items():
+        value = f"{row['value']:.4f}" if row["value"] is not None else "-"
+        number = f"#{row['number']}" if row["number"] is not None else "-"
+        lines.append(f"| {family} | {value} | {number} | {row['trials']} |")
+    lines += [
+        "",
+        "Each trial has `lr_curve.png`, `learning_curve.png` and `history.csv` as artifacts; "
+        f"the study has `{STUDY_FIGURE}` (the best trials' lr curves by family).",
+        "",
+        "Take the winner home:",
+        "",
+        "```",
+        f"lrsearch export {name}                    # absolute schedule config (JSON)",
+        f"lrsearch export {name} --format python    # a Keras snippet",
+        f"lrsearch retrain {name} --save model.keras",
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def _title(schedule: dict[str, Any], number: int) -> str:
+    from lrsearch.plots import describe_params
+
+    params = describe_params(schedule.get("params") or {}, skip=("monitor", "mode"))
+    return f"trial #{number}  {schedule.get('family')}: {params}"
+
+
+def _planned(schedule: dict[str, Any]) -> Any:
+    from lrsearch.plots import schedule_values
+    from lrsearch.schedules import build_schedule
+
+    total = int(schedule["total_steps"])
+    built = build_schedule(schedule["family"], total_steps=total, **schedule["params"])
+    return schedule_values(built, total)
+
+
+def write_history_csv(history: dict[str, list[Any]], path: Path) -> Path:
+    """The per-epoch history as CSV (``epoch`` and ``lr`` first; empty cells for NaN)."""
+    keys: list[str] = [k for k in ("epoch", "lr") if k in history]
+    keys += sorted(k for k in history if k not in ("epoch", "lr"))
+    rows = max((len(v) for v in history.values()), default=0)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(keys)
+        for i in range(rows):
+            cells = []
+            for k in keys:
+                v = history[k][i] if i < len(history[k]) else None
+                ok = v is not None and not (isinstance(v, float) and not math.isfinite(v))
+                cells.append("" if not ok else v)
+            writer.writerow(cells)
+    return path
+
+
+class ArtifactRecorder:
+    """Uploads each trial's pictures and history, and keeps the study note and figure current.
+
+    :meth:`upload_trial` runs inside the objective, before the trial is finished (Optuna refuses
+    attributes on a finished trial); :meth:`trial_finished` runs in the study's callback.
+
+    Args:
+        store: An Optuna artifact store.
+        epochs: Epochs per trial (for the epoch axis).
+        metric: The study's metric.
+        warn: Called once with the first failure's message.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        *,
+        epochs: int,
+        metric: str,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.epochs = epochs
+        self.metric = metric
+        self._warn = warn
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        message = (
+            f"artifact store failed ({what}: {type(exc).__name__}: {exc}); "
+            "trials go on without artifacts"
+        )
+        if self._warn is None:
+            _warn_once("failed", message)
+        elif "failed" not in _warned:
+            _warned.add("failed")
+            self._warn(f"warning: {message}")
+
+    def upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
+        """Uploads ``lr_curve.png``, ``learning_curve.png`` and ``history.csv`` of ``trial``."""
+        try:
+            self._upload_trial(trial, history)
+        except Exception as exc:  # noqa: BLE001 - artifacts never fail a trial
+            self._failed(f"trial #{trial.number}", exc)
+
+    def _upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
+        from optuna.artifacts import upload_artifact
+
+        from lrsearch.plots import plot_learning_curve, plot_trial_lr
+
+        schedule = trial.user_attrs.get("schedule") or {}
+        title = _title(schedule, trial.number)
+        steps_per_epoch = max(1, int(schedule.get("total_steps", 1)) // self.epochs)
+        with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+            folder = Path(tmp)
+            files = [
+                plot_trial_lr(
+                    _planned(schedule),
+                    steps_per_epoch=steps_per_epoch,
+                    applied=list(history.get("lr", [])),
+                    title=title,
+                    path=folder / LR_CURVE,
+                ),
+                plot_learning_curve(
+                    history, metric=self.metric, title=title, path=folder / LEARNING_CURVE
+                ),
+                write_history_csv(history, folder / HISTORY),
+            ]
+            for path in files:
+                upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
+                )
+
+    def trial_finished(self, study: Any, trial: Any) -> None:
+        """Rewrites the study note and the study's top-trials figure."""
+        try:
+            from optuna_dashboard import save_note
+
+            save_note(study, study_note(study, self.metric))
+            if trial.state.name == "COMPLETE":
+                self._upload_study_figure(study)
+        except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
+            self._failed("study note", exc)
+
+    def _upload_study_figure(self, study: Any) -> None:
+        from optuna.artifacts import get_all_artifact_meta, upload_artifact
+        from optuna.trial import TrialState
+
+        from lrsearch.plots import plot_lr_overlay
+
+        maximize = study.direction.name == "MAXIMIZE"
+        complete = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value) and t.user_attrs.get("schedule")
+        ]
+        complete.sort(key=lambda t: -t.value if maximize else t.value)
+        curves = []
+        for t in complete[:TOP_TRIALS]:
+            schedule = t.user_attrs["schedule"]
+            steps_per_epoch = max(1, int(schedule["total_steps"]) // self.epochs)
+            label = f"#{t.number} {t.value:.3f}"
+            curves.append((label, schedule["family"], _planned(schedule), steps_per_epoch))
+        if not curves:
+            return
+        with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+            path = plot_lr_overlay(
+                curves,
+                title=(
+                    f"{study.study_name}: lr curves of the {len(curves)} best trials by "
+                    f"{self.metric}, coloured by family (thick: best)"
+                ),
+                path=Path(tmp) / STUDY_FIGURE,
+            )
+            existing = [m for m in get_all_artifact_meta(study) if m.filename == STUDY_FIGURE]
+            if existing:  # keep one current figure instead of one per trial
+                with path.open("rb") as f:
+                    self.store.write(existing[0].artifact_id, f)
+            else:
+                upload_artifact(
+                    artifact_store=self.store, file_path=str(path), study_or_trial=study
+                )

@@ -1,0 +1,93 @@
+"""Train a trial's configuration again and save the model, its optimizer and schedule included."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrsearch.exceptions import ConfigError
+
+__all__ = ["RetrainResult", "retrain"]
+
+
+@dataclass
+class RetrainResult:
+    """What :func:`retrain` did."""
+
+    study: str
+    trial: int
+    family: str
+    epochs: int
+    seed: int
+    metric: str
+    value: float | None
+    path: Path
+    history: dict[str, list[float]]
+
+
+def retrain(
+    name: str,
+    save: str | Path,
+    *,
+    storage_url: str | None = None,
+    trial: int | None = None,
+    epochs: int | None = None,
+    base_dir: Path | None = None,
+) -> RetrainResult:
+    """Trains trial ``trial`` (default: the best) of study ``name`` again and saves the model.
+
+    The study's stored configuration (data, model, optimizer), the trial's absolute schedule and
+    its seed are used; a plateau schedule gets its :class:`~lrsearch.schedules.PlateauCallback`.
+    With ``epochs`` the training runs that long on the same schedule (its steps past the
+    trial's budget hold the schedule's end value).
+
+    Args:
+        name: The study.
+        save: A ``.keras`` file to write.
+        storage_url: The study database.
+        trial: A trial number; default the best trial.
+        epochs: Epochs to train; default the study's.
+        base_dir: Where relative data paths and ``python:`` targets resolve (default: cwd).
+
+    Raises:
+        ConfigError: a path that does not end in ``.keras``, or an unknown trial.
+    """
+    from lrsearch._imports import select_backend
+    from lrsearch.export import trial_schedule
+    from lrsearch.objective import load_data, train
+    from lrsearch.space import SchedulePoint
+    from lrsearch.study import stored_config
+
+    path = Path(save)
+    if path.suffix != ".keras":
+        raise ConfigError(f"--save {str(save)!r}: the file name must end in .keras")
+    config, _ = stored_config(name, storage_url)
+    select_backend(os.environ.get("KERAS_BACKEND") or config.training.backend)
+    schedule, frozen = trial_schedule(name, storage_url, trial)
+    seed = int(frozen.user_attrs.get("seed", config.study.seed + frozen.number))
+    dataset = load_data(config, base_dir or Path.cwd())
+    point = SchedulePoint(
+        family=schedule["family"],
+        relative=dict(frozen.user_attrs.get("relative") or {}),
+        absolute=dict(schedule["params"]),
+        total_steps=int(schedule["total_steps"]),
+    )
+    result = train(
+        config, dataset, point, seed=seed, epochs=epochs, keep_model=True, base_dir=base_dir
+    )
+    model: Any = result.extra["model"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return RetrainResult(
+        study=name,
+        trial=frozen.number,
+        family=schedule["family"],
+        epochs=result.epochs_run,
+        seed=seed,
+        metric=config.study.metric,
+        value=result.value,
+        path=path,
+        history=result.history,
+    )

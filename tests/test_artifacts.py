@@ -1,0 +1,175 @@
+"""Artifacts through ``lrsearch start``: per-trial pictures and CSV, the study note and figure."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+
+from lrsearch.artifacts import (
+    NO_STORE_WARNING,
+    ArtifactRecorder,
+    default_location,
+    resolve_artifacts,
+)
+from lrsearch.cli import cli
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+TINY_TOML = """\
+[study]
+name = "{name}"
+n_trials = 2
+seed = 0
+pruner = "none"
+
+[data]
+source = "digits"
+limit = 200
+
+[model]
+type = "mlp"
+hidden = [8]
+
+[training]
+epochs = 2
+
+[space]
+families = {families}
+"""
+
+
+def tiny_study_file(folder: Path, name: str, families: str = '["cosine", "plateau"]') -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TINY_TOML.format(name=name, families=families), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("artifacts")
+    db = folder / "x.db"
+    url = f"sqlite:///{db}"
+    result = CliRunner().invoke(
+        cli, ["start", str(tiny_study_file(folder, "tiny")), "--storage", url, "--no-progress"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    return {"url": url, "folder": folder / "x-artifacts", "output": result.output}
+
+
+def test_default_location_is_next_to_the_sqlite_file(tmp_path: Path) -> None:
+    assert default_location(f"sqlite:///{tmp_path}/runs/x.db") == f"{tmp_path}/runs/x-artifacts"
+    assert default_location("sqlite:///x.db") == "x-artifacts"
+    assert default_location("sqlite://") is None
+    assert default_location("postgresql+psycopg://u:p@db/optuna") is None
+
+
+def test_setting_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LRSEARCH_ARTIFACTS", "/shared/art")
+    assert resolve_artifacts("/mine", "sqlite:///x.db") == "/mine"
+    assert resolve_artifacts(None, "sqlite:///x.db") == "/shared/art"
+    monkeypatch.delenv("LRSEARCH_ARTIFACTS")
+    assert resolve_artifacts(None, "sqlite:///x.db") == "x-artifacts"
+    assert resolve_artifacts(None, "mysql+pymysql://root@db/test") is None
+
+
+def test_every_finished_trial_has_its_three_artifacts(study: dict[str, Any]) -> None:
+    loaded = optuna.load_study(study_name="tiny", storage=study["url"])
+    trials = loaded.get_trials(deepcopy=False)
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.state.is_finished()
+        metas = get_all_artifact_meta(trial, storage=loaded._storage)
+        assert sorted(m.filename for m in metas) == [
+            "history.csv",
+            "learning_curve.png",
+            "lr_curve.png",
+        ]
+        for meta in metas:
+            data = (study["folder"] / meta.artifact_id).read_bytes()
+            if meta.filename.endswith(".png"):
+                assert data[:8] == PNG
+                assert meta.mimetype == "image/png"
+                assert len(data) > 10_000  # a drawn figure
+            else:
+                rows = list(csv.DictReader(io.StringIO(data.decode())))
+                history = trial.user_attrs["history"]
+                assert [int(r["epoch"]) for r in rows] == history["epoch"]
+                assert [float(r["lr"]) for r in rows] == pytest.approx(history["lr"])
+
+
+def test_the_study_note_has_the_best_per_family_table(study: dict[str, Any]) -> None:
+    from optuna_dashboard import get_note
+
+    loaded = optuna.load_study(study_name="tiny", storage=study["url"])
+    note = get_note(loaded)
+    best = loaded.best_trial
+    assert f"Best trial: #{best.number}" in note
+    assert "| family | best val_accuracy | trial | trials |" in note
+    family = best.user_attrs["schedule"]["family"]
+    assert f"| {family} | {best.value:.4f} | #{best.number} |" in note
+    assert "lrsearch export tiny" in note
+
+
+def test_the_study_has_one_current_top_trials_figure(study: dict[str, Any]) -> None:
+    loaded = optuna.load_study(study_name="tiny", storage=study["url"])
+    metas = get_all_artifact_meta(loaded)
+    assert [m.filename for m in metas] == ["top_lr_curves.png"]
+    assert (study["folder"] / metas[0].artifact_id).read_bytes()[:8] == PNG
+
+
+class _BrokenStore:
+    def write(self, artifact_id: str, content_body: Any) -> None:
+        raise OSError("disk gone")
+
+
+def test_a_failing_store_never_fails_the_trial(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lrsearch.artifacts as artifacts
+
+    artifacts._warned.discard("failed")
+    warnings: list[str] = []
+    recorder = ArtifactRecorder(
+        _BrokenStore(), epochs=2, metric="val_accuracy", warn=warnings.append
+    )
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(
+            "schedule",
+            {"family": "constant", "total_steps": 10, "params": {"learning_rate": 0.1}},
+        )
+        history = {"epoch": [1, 2], "lr": [0.1, 0.1], "loss": [1.0, 0.5]}
+        recorder.upload_trial(trial, history)
+        return 0.5
+
+    study.optimize(objective, n_trials=2, callbacks=[recorder.trial_finished])
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert len(warnings) == 1 and "disk gone" in warnings[0]
+
+
+def test_no_store_for_a_server_database_is_warned_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lrsearch.artifacts as artifacts
+
+    monkeypatch.delenv("LRSEARCH_ARTIFACTS", raising=False)
+    artifacts._warned.discard("none")
+    assert artifacts.artifact_store_for(None, "postgresql+psycopg://u@db/x") is None
+    assert artifacts.artifact_store_for(None, "postgresql+psycopg://u@db/x") is None
+    assert capsys.readouterr().err.count(NO_STORE_WARNING) == 1
+
+
+def test_a_folder_setting_makes_a_filesystem_store(tmp_path: Path) -> None:
+    from lrsearch.artifacts import open_artifact_store
+
+    store = open_artifact_store(str(tmp_path / "new" / "art"))
+    assert isinstance(store, FileSystemArtifactStore)
+    assert (tmp_path / "new" / "art").is_dir()

@@ -1,0 +1,114 @@
+"""``lrsearch dashboard``: optuna-dashboard served on a study, read-only refusing changes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lrsearch.dashboard import is_loopback
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_study(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="dash", storage=url, direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    return url
+
+
+def request(url: str, method: str = "GET") -> tuple[int, bytes]:
+    req = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def start(args: list[str], port: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch.cli", "dashboard", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("dashboard did not start")
+
+
+@pytest.fixture
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
+    url = make_study(tmp_path / "x.db")
+    port = free_port()
+    proc = start(["--storage", url, *request.param], port)
+    try:
+        yield {"url": url, "base": f"http://127.0.0.1:{port}", "proc": proc}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def study_id(url: str) -> int:
+    return optuna.load_study(study_name="dash", storage=url)._study_id
+
+
+@pytest.mark.parametrize("served", [["--read-only"]], indirect=True)
+def test_read_only_serves_pages_and_refuses_a_delete(served: dict[str, object]) -> None:
+    base, url = str(served["base"]), str(served["url"])
+    status, body = request(f"{base}/api/studies")
+    assert status == 200 and b"dash" in body
+    assert request(f"{base}/dashboard/studies/{study_id(url)}")[0] == 200
+    status, body = request(f"{base}/api/studies/{study_id(url)}", method="DELETE")
+    assert status == 403 and b"read-only" in body
+    assert request(f"{base}/api/studies", method="POST")[0] == 403
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["dash"]
+
+
+@pytest.mark.parametrize("served", [[]], indirect=True)
+def test_without_read_only_a_delete_goes_through(served: dict[str, object]) -> None:
+    base, url = str(served["base"]), str(served["url"])
+    status, _ = request(f"{base}/api/studies/{study_id(url)}", method="DELETE")
+    assert status in (200, 204)
+    assert optuna.get_all_study_summaries(url) == []
+
+
+def test_binding_beyond_loopback_warns_loudly(tmp_path: Path) -> None:
+    url = make_study(tmp_path / "x.db")
+    port = free_port()
+    proc = start(["--storage", url, "--host", "0.0.0.0"], port)
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    assert "WARNING: the dashboard listens on 0.0.0.0" in err
+    assert "--read-only" in err
+
+
+def test_loopback_addresses() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+    assert not is_loopback("example.org")
