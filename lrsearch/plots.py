@@ -43,6 +43,15 @@ def describe_params(params: Mapping[str, Any], *, skip: Sequence[str] = ()) -> s
     return ", ".join(parts)
 
 
+def _save(fig: Any, path: str | Path) -> Path:
+    """Lays the figure out and writes it (creating the folder); the caller closes it."""
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
 def _scale(factor: float) -> Any:
     def apply(x: Any) -> Any:
         return np.asarray(x) * factor
@@ -153,9 +162,7 @@ def plot_trial_lr(
         ax.set_ylim(bottom=0)
         ax.set_xlim(0, max(epochs[-1], 1e-9) if len(epochs) else 1)
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out)
+        out = _save(fig, path)
     finally:
         plt.close(fig)
     return out
@@ -205,9 +212,7 @@ def plot_learning_curve(
             more = lr_ax.get_legend_handles_labels()
             ax.legend(lines[0] + more[0], lines[1] + more[1], loc="best", fontsize=8)
         fig.suptitle(textwrap.fill(title, 120), fontsize=9)
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out)
+        out = _save(fig, path)
     finally:
         plt.close(fig)
     return out
@@ -252,9 +257,7 @@ def plot_lr_overlay(
         ax.set_title(textwrap.fill(title, 110), fontsize=9)
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(title="trial, value, family", fontsize=8, loc="best")
-        fig.tight_layout()
-        out = Path(path)
-        fig.savefig(out)
+        out = _save(fig, path)
     finally:
         plt.close(fig)
     return out
