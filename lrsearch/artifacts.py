@@ -34,6 +34,8 @@ __all__ = [
     "open_artifact_store",
     "resolve_artifacts",
     "study_note",
+    "lr_curves",
+    "top_schedules",
 ]
 
 ENV_VAR = "LRSEARCH_ARTIFACTS"
@@ -229,6 +231,33 @@ def write_history_csv(history: dict[str, list[Any]], path: Path) -> Path:
     return path
 
 
+def top_schedules(
+    trials: list[Any], *, maximize: bool, limit: int = TOP_TRIALS
+) -> list[tuple[str, dict[str, Any]]]:
+    """``("#number value", schedule)`` of the best complete trials, best first."""
+    complete = [
+        t
+        for t in trials
+        if t.state.name == "COMPLETE"
+        and t.value is not None
+        and math.isfinite(t.value)
+        and t.user_attrs.get("schedule")
+    ]
+    complete.sort(key=lambda t: -t.value if maximize else t.value)
+    return [(f"#{t.number} {t.value:.3f}", t.user_attrs["schedule"]) for t in complete[:limit]]
+
+
+def lr_curves(
+    schedules: list[tuple[str, dict[str, Any]]], *, epochs: int
+) -> list[tuple[str, str, Any, int]]:
+    """``(label, family, planned lr per step, steps per epoch)`` for :func:`plot_lr_overlay`."""
+    curves = []
+    for label, schedule in schedules:
+        steps_per_epoch = max(1, int(schedule["total_steps"]) // epochs)
+        curves.append((label, schedule["family"], _planned(schedule), steps_per_epoch))
+    return curves
+
+
 class ArtifactRecorder:
     """Uploads each trial's pictures and history, and keeps the study note and figure current.
 
@@ -314,23 +343,12 @@ class ArtifactRecorder:
 
     def _upload_study_figure(self, study: Any) -> None:
         from optuna.artifacts import get_all_artifact_meta, upload_artifact
-        from optuna.trial import TrialState
 
         from lrsearch.plots import plot_lr_overlay
 
         maximize = study.direction.name == "MAXIMIZE"
-        complete = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value) and t.user_attrs.get("schedule")
-        ]
-        complete.sort(key=lambda t: -t.value if maximize else t.value)
-        curves = []
-        for t in complete[:TOP_TRIALS]:
-            schedule = t.user_attrs["schedule"]
-            steps_per_epoch = max(1, int(schedule["total_steps"]) // self.epochs)
-            label = f"#{t.number} {t.value:.3f}"
-            curves.append((label, schedule["family"], _planned(schedule), steps_per_epoch))
+        top = top_schedules(study.get_trials(deepcopy=False), maximize=maximize)
+        curves = lr_curves(top, epochs=self.epochs)
         if not curves:
             return
         with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:

@@ -520,6 +520,51 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("name")
 @click.option(
+    "-o",
+    "--output",
+    type=click.Path(writable=True),
+    default=None,
+    help="report.html: one self-contained page; any other path: a folder of PNGs and CSVs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@_storage_option
+def compare(name: str, output: str | None, as_json: bool, storage: str | None) -> None:
+    """Compare the schedule families of study NAME.
+
+    Per family: trials, complete/pruned/diverged/failed, best and median
+    value, the best trial's schedule, and parameter importance within the
+    family (fANOVA over its own complete trials). With -o, also the
+    optimization history, the values per family, the best trials' lr
+    curves and the importance charts.
+
+    \b
+    Examples:
+      lrsearch compare digits-mlp                     # table in the terminal
+      lrsearch compare digits-mlp -o report.html      # open it in a browser
+      lrsearch compare digits-mlp -o report/          # PNGs + families.csv
+      lrsearch compare digits-mlp --json
+    """
+    from lrsearch.report import compare as run_compare
+    from lrsearch.report import format_text, write_folder, write_html
+
+    comparison = run_compare(name, storage)
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        click.echo(format_text(comparison))
+    if output is None:
+        return
+    click.echo(f"writing {output} ...", err=True)
+    if output.lower().endswith((".html", ".htm")):
+        written = [write_html(comparison, output)]
+    else:
+        written = write_folder(comparison, output)
+    click.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
     "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
 )
 @click.option(

@@ -27,9 +27,9 @@ def trial_schedule(
         ConfigError: no such trial, or a trial without a recorded schedule.
         LRSearchError: no completed trial yet (when ``trial`` is not given).
     """
-    from lrsearch.study import _load
+    from lrsearch.study import load_study
 
-    study = _load(name, storage_url)
+    study = load_study(name, storage_url)
     if trial is None:
         try:
             frozen = study.best_trial

@@ -15,6 +15,10 @@ import numpy as np
 
 __all__ = [
     "describe_params",
+    "family_colours",
+    "plot_family_values",
+    "plot_history",
+    "plot_importances",
     "plot_learning_curve",
     "plot_lr_overlay",
     "plot_schedule",
@@ -218,6 +222,20 @@ def plot_learning_curve(
     return out
 
 
+def family_colours(families: Sequence[str]) -> dict[str, Any]:
+    """A fixed colour per family (registry order), the same in every figure of a study."""
+    from lrsearch.schedules import FAMILIES
+
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10")
+    order = list(FAMILIES)
+    extra = sorted(f for f in set(families) if f not in FAMILIES)
+    return {
+        f: cmap((order.index(f) if f in FAMILIES else len(order) + extra.index(f)) % 10)
+        for f in families
+    }
+
+
 def plot_lr_overlay(
     curves: Sequence[tuple[str, str, np.ndarray, int]],
     *,
@@ -235,9 +253,7 @@ def plot_lr_overlay(
         The path written.
     """
     plt = _pyplot()
-    families = sorted({family for _, family, _, _ in curves})
-    cmap = plt.get_cmap("tab10")
-    colours = {family: cmap(i % 10) for i, family in enumerate(families)}
+    colours = family_colours(sorted({family for _, family, _, _ in curves}))
     fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
     try:
         for rank, (label, family, values, steps_per_epoch) in enumerate(curves):
@@ -257,6 +273,202 @@ def plot_lr_overlay(
         ax.set_title(textwrap.fill(title, 110), fontsize=9)
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(title="trial, value, family", fontsize=8, loc="best")
+        out = _save(fig, path)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _robust_limits(values: Sequence[float], *, maximize: bool) -> tuple[float, float] | None:
+    """y limits that keep the good end readable: from the best value to twice the distance
+    to the lower decile (for ``maximize``), so a few very bad trials don't squash the rest."""
+    if len(values) < 5:
+        return None
+    v = np.asarray(values, dtype="float64")
+    best = v.max() if maximize else v.min()
+    typical = np.percentile(v, 10 if maximize else 90)
+    span = abs(best - typical) or abs(best) * 0.05 or 1.0
+    if maximize:
+        low, high = best - 2.5 * span, best + 0.15 * span
+    else:
+        low, high = best - 0.15 * span, best + 2.5 * span
+    return float(low), float(high)
+
+
+def plot_history(
+    points: Sequence[tuple[int, str, float, bool]],
+    *,
+    metric: str,
+    maximize: bool,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Each trial's value against its number, coloured by family, with the best so far.
+
+    Args:
+        points: ``(trial number, family, value, complete)``; a pruned trial's value is its last
+            reported one and is drawn hollow.
+        metric: The study's metric (y label).
+        maximize: Whether larger is better (for the best-so-far line).
+        title: The figure title.
+        path: Where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    colours = family_colours(sorted({family for _, family, _, _ in points}))
+    limits = _robust_limits([v for _, _, v, c in points if c], maximize=maximize)
+    if limits is not None and all(limits[0] <= v <= limits[1] for _, _, v, _ in points):
+        limits = None  # everything fits: let matplotlib choose
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    try:
+        clipped = 0
+        for family, colour in colours.items():
+            for complete in (True, False):
+                xs = [n for n, f, _, c in points if f == family and c is complete]
+                ys = np.asarray([v for _, f, v, c in points if f == family and c is complete])
+                if not xs:
+                    continue
+                if limits is not None:  # far-off values sit on the edge as triangles
+                    low, high = limits
+                    off = (ys < low) | (ys > high)
+                    clipped += int(off.sum())
+                    ax.scatter(
+                        np.asarray(xs)[off],
+                        np.clip(ys[off], low, high),
+                        marker="v" if maximize else "^",
+                        s=36,
+                        color=colour,
+                        zorder=3,
+                    )
+                    xs, ys = list(np.asarray(xs)[~off]), ys[~off]
+                ax.scatter(
+                    xs,
+                    ys,
+                    s=36,
+                    color=colour if complete else "none",
+                    edgecolors=colour,
+                    linewidths=1.3,
+                    zorder=3,
+                )
+        for family, colour in colours.items():  # every family in the legend, pruned-only too
+            ax.scatter([], [], s=36, color=colour, label=family)
+        best_x, best_y, best = [], [], None
+        for n, _, v, c in sorted(points):
+            if c and (best is None or (v > best if maximize else v < best)):
+                best = v
+            if best is not None:
+                best_x.append(n)
+                best_y.append(best)
+        if best_x:
+            ax.step(best_x, best_y, where="post", color="black", linewidth=1.4, label="best")
+        ax.scatter([], [], s=36, color="none", edgecolors="0.4", label="pruned (last value)")
+        if clipped:
+            ax.scatter(
+                [],
+                [],
+                marker="v" if maximize else "^",
+                color="0.4",
+                label=f"off the axis ({clipped})",
+            )
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.set_xlabel("trial")
+        ax.set_ylabel(metric)
+        ax.set_title(textwrap.fill(title, 110), fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        out = _save(fig, path)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_family_values(
+    values: Mapping[str, Sequence[float]],
+    *,
+    metric: str,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """The complete trials' values of each family, one row a family: points, range, quartiles
+    (shaded) and median (black tick).
+
+    Args:
+        values: Per family (best family first), the values of its complete trials.
+        metric: The study's metric (x label).
+        title: The figure title.
+        path: Where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    families = list(values)
+    colours = family_colours(families)
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.45 * max(len(families), 1)), dpi=110)
+    try:
+        rows = list(range(len(families), 0, -1))  # best family on top
+        for r, family in zip(rows, families, strict=True):  # range, quartiles and median, by hand
+            v = np.asarray(values[family], dtype="float64")
+            if len(v) == 0:
+                continue
+            q1, med, q3 = np.percentile(v, [25, 50, 75])
+            ax.plot([v.min(), v.max()], [r, r], color="0.6", linewidth=1, zorder=1)
+            ax.plot([q1, q3], [r, r], color="0.35", linewidth=6, alpha=0.35, zorder=2)
+            ax.plot([med, med], [r - 0.28, r + 0.28], color="black", linewidth=1.6, zorder=4)
+        rng = np.random.default_rng(0)
+        for r, family in zip(rows, families, strict=True):
+            v = np.asarray(values[family], dtype="float64")
+            jitter = rng.uniform(-0.12, 0.12, size=len(v))
+            ax.scatter(v, r + jitter, s=18, color=colours[family], alpha=0.85, zorder=3)
+        ax.set_yticks(rows, [f"{f} ({len(values[f])})" for f in families])
+        ax.set_ylim(0.4, len(families) + 0.6)
+        ax.set_xlabel(metric)
+        ax.set_title(textwrap.fill(title, 110), fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+        out = _save(fig, path)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_importances(
+    importances: Mapping[str, Mapping[str, float]],
+    *,
+    title: str,
+    path: str | Path,
+) -> Path:
+    """One small bar chart per family: its parameters' importances, largest on top.
+
+    Args:
+        importances: Per family, parameter name to importance (summing to 1).
+        title: The figure title.
+        path: Where to write the PNG.
+
+    Returns:
+        The path written.
+    """
+    plt = _pyplot()
+    families = [f for f in importances if importances[f]]
+    colours = family_colours(families)
+    cols = min(3, max(len(families), 1))
+    rows = max(1, -(-len(families) // cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.6 * cols, 0.6 + 2.2 * rows), dpi=110, squeeze=False
+    )
+    try:
+        for ax in axes.flat[len(families) :]:
+            ax.axis("off")
+        for ax, family in zip(axes.flat, families, strict=False):
+            items = list(importances[family].items())[::-1]  # largest on top
+            ax.barh([n for n, _ in items], [v for _, v in items], color=colours[family])
+            ax.set_xlim(0, 1)
+            ax.set_title(family, fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, axis="x", alpha=0.3)
+        fig.suptitle(textwrap.fill(title, 120), fontsize=9)
         out = _save(fig, path)
     finally:
         plt.close(fig)

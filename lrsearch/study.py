@@ -549,7 +549,8 @@ def _requeue_interrupted(study: Any, trial: Any) -> int | None:
 # --- reading studies back ---------------------------------------------------------------------
 
 
-def _load(name: str, storage_url: str | None) -> Any:
+def load_study(name: str, storage_url: str | None) -> Any:
+    """The Optuna study ``name``; a one-line error naming close matches when there is none."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -593,7 +594,7 @@ def list_studies(storage_url: str | None = None) -> list[dict[str, Any]]:
 
 def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
     """Counts per state (diverged apart), best per family, and the running trials."""
-    study = _load(name, storage_url)
+    study = load_study(name, storage_url)
     trials = study.get_trials(deepcopy=False)
     counts: Counter[str] = Counter()
     best_per_family: dict[str, dict[str, Any]] = {}
@@ -641,7 +642,7 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
 
 def best_trial(name: str, storage_url: str | None = None) -> dict[str, Any]:
     """The best trial: number, value, params, the absolute schedule and the study's metric."""
-    study = _load(name, storage_url)
+    study = load_study(name, storage_url)
     best = _best(study)
     if best is None:
         raise LRSearchError(f"Study {name!r} has no completed trial yet.")
@@ -653,7 +654,7 @@ def best_trial(name: str, storage_url: str | None = None) -> dict[str, Any]:
 
 def stored_config(name: str, storage_url: str | None = None) -> tuple[StudyConfig, str]:
     """The study's stored configuration and study-file text (for resume and retrain)."""
-    study = _load(name, storage_url)
+    study = load_study(name, storage_url)
     stored = study.user_attrs.get(ATTR_CONFIG)
     if stored is None:
         raise ConfigError(f"Study {name!r} was not created by lrsearch (no stored study file).")
@@ -680,7 +681,7 @@ def reap_stale(name: str, storage_url: str | None = None) -> list[int]:
     """
     import optuna
 
-    study = _load(name, storage_url)
+    study = load_study(name, storage_url)
     stale = _stale_trial_numbers(study)
     optuna.storages.fail_stale_trials(study)
     return stale
@@ -688,7 +689,7 @@ def reap_stale(name: str, storage_url: str | None = None) -> list[int]:
 
 def stored_budget(name: str, storage_url: str | None = None) -> int | None:
     """The budget (``n_trials``) last set on the study, if any."""
-    value = _load(name, storage_url).user_attrs.get(ATTR_N_TRIALS)
+    value = load_study(name, storage_url).user_attrs.get(ATTR_N_TRIALS)
     return int(value) if value else None
 
 

@@ -1,0 +1,503 @@
+"""``lrsearch compare``: which schedule family won, by how much, and what mattered within each.
+
+:func:`compare` reads a study back and summarizes it per family: trials, complete / pruned /
+diverged / failed, best and median value, the best trial and its schedule, and parameter
+importance *within* the family. Global importance over a study with conditional parameters is
+distorted (each ``<family>.<param>`` exists only in that family's trials, and the family choice
+dominates), so each family's importance is computed by fANOVA over that family's complete trials
+alone. :func:`write_html` renders a self-contained HTML page (figures embedded as base64 PNG);
+:func:`write_folder` writes the same figures as PNG files with CSV tables.
+
+Example:
+    >>> from lrsearch.report import compare, format_text
+    >>> print(format_text(compare("digits-mlp")))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+import statistics
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lrsearch.exceptions import LRSearchError
+
+__all__ = [
+    "MIN_TRIALS_FOR_IMPORTANCE",
+    "Comparison",
+    "FamilyRow",
+    "compare",
+    "family_importance",
+    "format_text",
+    "render_html",
+    "write_folder",
+    "write_html",
+]
+
+MIN_TRIALS_FOR_IMPORTANCE = 4
+FIGURES = (
+    ("history.png", "Optimization history"),
+    ("family_values.png", "Values per family"),
+    ("top_lr_curves.png", "Learning-rate curves of the best trials"),
+    ("importance.png", "Parameter importance within each family"),
+)
+
+
+@dataclass
+class FamilyRow:
+    """One schedule family's trials in a study."""
+
+    family: str
+    trials: int = 0
+    complete: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    failed: int = 0
+    running: int = 0
+    best: float | None = None
+    median: float | None = None
+    best_trial: int | None = None
+    best_schedule: dict[str, Any] = field(default_factory=dict)
+    values: list[float] = field(default_factory=list)
+    importance: dict[str, float] = field(default_factory=dict)
+    importance_note: str | None = None
+
+
+@dataclass
+class Comparison:
+    """A study summarized per family, best family first."""
+
+    study: str
+    metric: str
+    direction: str
+    epochs: int | None
+    families: list[FamilyRow]
+    history: list[tuple[int, str, float, bool]]  # (number, family, value, complete)
+    best_trial: int | None
+    best_value: float | None
+    best_family: str | None
+    top: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # for the lr figure
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    def counts(self) -> dict[str, int]:
+        keys = ("trials", "complete", "pruned", "diverged", "failed", "running")
+        return {k: sum(getattr(r, k) for r in self.families) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for row in out["families"]:
+            row.pop("values")
+        out.pop("history")
+        out.pop("top")
+        return out
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _family_of(trial: Any) -> str | None:
+    family = (trial.user_attrs.get("schedule") or {}).get("family") or trial.params.get("family")
+    return str(family) if family else None
+
+
+def family_importance(
+    trials: Sequence[Any], family: str, *, direction: str, seed: int = 0
+) -> tuple[dict[str, float], str | None]:
+    """Importance of ``family``'s parameters over its complete trials (fANOVA, normalized).
+
+    Args:
+        trials: The study's trials (any family, any state).
+        family: The family whose complete trials are used.
+        direction: ``"maximize"`` or ``"minimize"``.
+        seed: The fANOVA forest's seed (same seed, same numbers).
+
+    Returns:
+        ``({parameter: importance}, None)`` with parameter names without the family prefix,
+        largest first; or ``({}, reason)`` when there is too little to say anything.
+    """
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    done = [
+        t
+        for t in trials
+        if t.state.name == "COMPLETE" and _finite(t.value) and t.params.get("family") == family
+    ]
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, f"needs {MIN_TRIALS_FOR_IMPORTANCE} complete trials, has {len(done)}"
+    names = sorted(set.intersection(*(set(t.params) for t in done)) - {"family"})
+    varied = [n for n in names if len({repr(t.params[n]) for t in done}) > 1]
+    if not varied:
+        return {}, "no parameter varies across its complete trials"
+    if len({t.value for t in done}) == 1:
+        return {}, f"all {len(done)} complete trials have the same value"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sub = optuna.create_study(direction="maximize" if direction == "maximize" else "minimize")
+    sub.add_trials(done)
+    try:
+        raw = get_param_importances(
+            sub, evaluator=FanovaImportanceEvaluator(seed=seed), params=varied
+        )
+    except (ValueError, RuntimeError) as exc:  # e.g. a range changed between workers
+        return {}, f"importance not computable: {exc}"
+    prefix = f"{family}."
+    return {k.removeprefix(prefix): float(v) for k, v in raw.items()}, None
+
+
+def compare(name: str, storage_url: str | None = None) -> Comparison:
+    """Summarizes study ``name`` per schedule family (see the module docstring).
+
+    Raises:
+        LRSearchError: The study has no trial with a schedule family.
+    """
+    from lrsearch.study import ATTR_CONFIG, load_study
+
+    study = load_study(name, storage_url)
+    trials = study.get_trials(deepcopy=False)
+    stored = study.user_attrs.get(ATTR_CONFIG) or {}
+    metric = stored.get("study", {}).get("metric") or "value"
+    epochs = stored.get("training", {}).get("epochs")
+    direction = study.direction.name.lower()
+    maximize = direction == "maximize"
+
+    rows: dict[str, FamilyRow] = {}
+    best_schedules: dict[str, Any] = {}
+    history: list[tuple[int, str, float, bool]] = []
+    for t in trials:
+        family = _family_of(t)
+        if family is None:
+            continue
+        row = rows.setdefault(family, FamilyRow(family))
+        row.trials += 1
+        state = t.state.name
+        if t.user_attrs.get("outcome") == "diverged":
+            row.diverged += 1
+        elif state == "COMPLETE":
+            row.complete += 1
+        elif state == "PRUNED":
+            row.pruned += 1
+        elif state in ("RUNNING", "WAITING"):
+            row.running += 1
+        else:
+            row.failed += 1
+        if state == "COMPLETE" and _finite(t.value):
+            row.values.append(float(t.value))
+            history.append((t.number, family, float(t.value), True))
+            better = row.best is None or (t.value > row.best if maximize else t.value < row.best)
+            if better:
+                row.best, row.best_trial = float(t.value), t.number
+                best_schedules[family] = t.user_attrs.get("schedule") or {}
+        elif state == "PRUNED" and t.intermediate_values:
+            last = t.intermediate_values[max(t.intermediate_values)]
+            if _finite(last):
+                history.append((t.number, family, float(last), False))
+    if not rows:
+        raise LRSearchError(
+            f"Study {name!r} has no trial with a schedule family yet: run `lrsearch start` first."
+        )
+    for family, row in rows.items():
+        row.median = statistics.median(row.values) if row.values else None
+        row.best_schedule = best_schedules.get(family, {})
+        row.importance, row.importance_note = family_importance(
+            trials, family, direction=direction
+        )
+
+    def rank(row: FamilyRow) -> tuple[int, float, float]:
+        """Best value first, then the median (ties are common with accuracy)."""
+        if row.best is None or row.median is None:
+            return (1, 0.0, 0.0)
+        sign = -1.0 if maximize else 1.0
+        return (0, sign * row.best, sign * row.median)
+
+    from lrsearch.artifacts import top_schedules
+
+    ordered = sorted(rows.values(), key=rank)
+    winner = ordered[0] if ordered[0].best is not None else None
+    return Comparison(
+        study=study.study_name,
+        metric=metric,
+        direction=direction,
+        epochs=int(epochs) if epochs else None,
+        families=ordered,
+        history=sorted(history),
+        best_trial=winner.best_trial if winner else None,
+        best_value=winner.best if winner else None,
+        best_family=winner.family if winner else None,
+        top=top_schedules(trials, maximize=maximize),
+    )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _params(schedule: dict[str, Any]) -> str:
+    from lrsearch.plots import describe_params
+
+    return describe_params(schedule.get("params") or {}, skip=("monitor", "mode"))
+
+
+def _summary(c: Comparison) -> str:
+    n = c.counts()
+    return (
+        f"{n['trials']} trials: {n['complete']} complete, {n['pruned']} pruned, "
+        f"{n['diverged']} diverged, {n['failed']} failed"
+        + (f", {n['running']} running" if n["running"] else "")
+    )
+
+
+def format_text(c: Comparison) -> str:
+    """The comparison as a terminal table plus one importance line per family."""
+    lines = [f"study {c.study!r}: {c.metric} ({c.direction}), {_summary(c)}"]
+    header = (
+        f"{'family':<16} {'trials':>6} {'compl.':>6} {'pruned':>6} {'diverg':>6} "
+        f"{'failed':>6} {'best':>8} {'median':>8}  best trial"
+    )
+    lines += ["", header, "-" * len(header)]
+    for r in c.families:
+        trial = f"#{r.best_trial}" if r.best_trial is not None else "-"
+        lines.append(
+            f"{r.family:<16} {r.trials:>6} {r.complete:>6} {r.pruned:>6} {r.diverged:>6} "
+            f"{r.failed:>6} {_num(r.best):>8} {_num(r.median):>8}  {trial}"
+        )
+    lines += ["", "parameter importance within each family (fANOVA over its complete trials):"]
+    for r in c.families:
+        if r.importance:
+            text = ", ".join(f"{k} {v:.2f}" for k, v in r.importance.items())
+        else:
+            text = f"- ({r.importance_note})"
+        lines.append(f"  {r.family:<16} {text}")
+    if c.best_trial is not None:
+        lines += [
+            "",
+            f"best: trial #{c.best_trial} ({c.best_family}), {c.metric}={_num(c.best_value)}",
+            f"  lrsearch export {c.study} --format python",
+        ]
+    return "\n".join(lines)
+
+
+def _figures(c: Comparison, folder: Path) -> list[tuple[Path, str]]:
+    """Writes the report's figures into ``folder``; returns ``(path, heading)`` of each."""
+    from lrsearch.plots import plot_family_values, plot_history, plot_importances, plot_lr_overlay
+
+    written: list[tuple[Path, str]] = []
+    files = dict(FIGURES)
+    if c.history:
+        path = plot_history(
+            c.history,
+            metric=c.metric,
+            maximize=c.maximize,
+            title=(
+                f"{c.study}: {c.metric} per trial (hollow: pruned, its last reported value), "
+                "best so far in black"
+            ),
+            path=folder / "history.png",
+        )
+        written.append((path, files["history.png"]))
+    values = {r.family: r.values for r in c.families}
+    if any(values.values()):
+        path = plot_family_values(
+            values,
+            metric=c.metric,
+            title=f"{c.study}: {c.metric} of each family's complete trials (best family on top)",
+            path=folder / "family_values.png",
+        )
+        written.append((path, files["family_values.png"]))
+    if c.epochs and c.top:
+        from lrsearch.artifacts import lr_curves
+
+        curves = lr_curves(c.top, epochs=c.epochs)
+        path = plot_lr_overlay(
+            curves,
+            title=(
+                f"{c.study}: lr curves of the {len(curves)} best trials by {c.metric}, "
+                "coloured by family (thick: best)"
+            ),
+            path=folder / "top_lr_curves.png",
+        )
+        written.append((path, files["top_lr_curves.png"]))
+    importances = {r.family: r.importance for r in c.families if r.importance}
+    if importances:
+        path = plot_importances(
+            importances,
+            title=f"{c.study}: importance of each family's parameters (fANOVA within the family)",
+            path=folder / "importance.png",
+        )
+        written.append((path, files["importance.png"]))
+    return written
+
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1100px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: right; }
+th:first-child, td:first-child, td.text { text-align: left; }
+tr.best td { font-weight: 600; background: #f3f8ee; }
+img { max-width: 100%; border: 1px solid #eee; }
+code { background: #f4f4f4; padding: 0.1rem 0.3rem; }
+.muted { color: #666; font-size: 0.85rem; }
+"""
+
+
+def _family_table(c: Comparison) -> str:
+    head = (
+        "<tr><th>family</th><th>trials</th><th>complete</th><th>pruned</th><th>diverged</th>"
+        f"<th>failed</th><th>best {html.escape(c.metric)}</th><th>median</th>"
+        "<th>best trial</th><th>its schedule (absolute)</th></tr>"
+    )
+    body = []
+    for r in c.families:
+        cls = ' class="best"' if r.family == c.best_family else ""
+        trial = f"#{r.best_trial}" if r.best_trial is not None else "-"
+        body.append(
+            f"<tr{cls}><td>{html.escape(r.family)}</td><td>{r.trials}</td><td>{r.complete}</td>"
+            f"<td>{r.pruned}</td><td>{r.diverged}</td><td>{r.failed}</td>"
+            f"<td>{_num(r.best)}</td><td>{_num(r.median)}</td><td>{trial}</td>"
+            f'<td class="text">{html.escape(_params(r.best_schedule))}</td></tr>'
+        )
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _importance_table(c: Comparison) -> str:
+    rows = []
+    for r in c.families:
+        if r.importance:
+            text = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in r.importance.items())
+        else:
+            text = f'<span class="muted">{html.escape(r.importance_note or "-")}</span>'
+        rows.append(
+            f'<tr><td>{html.escape(r.family)}</td><td>{r.complete}</td><td class="text">{text}'
+            "</td></tr>"
+        )
+    head = "<tr><th>family</th><th>complete trials</th><th>importance (sums to 1)</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def render_html(c: Comparison, figures: Sequence[tuple[Path, str]]) -> str:
+    """The report as one HTML page with the figures embedded (no other file needed)."""
+    from lrsearch import __version__
+
+    images = {}
+    for path, heading in figures:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        images[heading] = f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">'
+    name = html.escape(c.study)
+    if c.best_trial is not None:
+        best = (
+            f"<p><strong>Best: trial #{c.best_trial}, family {html.escape(c.best_family or '')}"
+            f"</strong>, {html.escape(c.metric)} = {_num(c.best_value)}. Take it home with "
+            f"<code>lrsearch export {name} --format python</code> or "
+            f"<code>lrsearch retrain {name} --save model.keras</code>.</p>"
+        )
+    else:
+        best = "<p>No complete trial yet.</p>"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>lrsearch compare: {name}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{name}: which learning-rate schedule trains best</h1>",
+        f"<p>{html.escape(c.metric)} ({c.direction}); {html.escape(_summary(c))}. "
+        "Pruned trials were stopped early by the pruner; diverged ones hit a NaN/inf loss.</p>",
+        best,
+        "<h2>Families</h2>",
+        _family_table(c),
+        '<p class="muted">Best and median are over each family\'s complete trials.</p>',
+    ]
+    for heading in ("Optimization history", "Values per family"):
+        if heading in images:
+            parts += [f"<h2>{heading}</h2>", images[heading]]
+    if "Learning-rate curves of the best trials" in images:
+        parts += [
+            "<h2>Learning-rate curves of the best trials</h2>",
+            images["Learning-rate curves of the best trials"],
+        ]
+    parts += [
+        "<h2>Parameter importance within each family</h2>",
+        '<p class="muted">fANOVA over the family\'s own complete trials (global importance is '
+        "distorted by conditional parameters). Parameters are in search units: "
+        "<code>learning_rate</code> is the peak lr, warmups are in epochs, lengths are "
+        "fractions of the budget. With few trials these numbers are rough; families with fewer "
+        f"than {MIN_TRIALS_FOR_IMPORTANCE} complete trials get none.</p>",
+        _importance_table(c),
+    ]
+    if "Parameter importance within each family" in images:
+        parts.append(images["Parameter importance within each family"])
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts += [
+        f'<p class="muted">lrsearch {__version__}, {stamp}.</p>',
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_html(c: Comparison, path: str | Path) -> Path:
+    """Writes the self-contained HTML report to ``path`` (creating its folder)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lrsearch-report-") as tmp:
+        text = render_html(c, _figures(c, Path(tmp)))
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def write_folder(c: Comparison, folder: str | Path) -> list[Path]:
+    """Writes the figures as PNG files plus ``families.csv`` and ``importance.csv``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [path for path, _ in _figures(c, out)]
+    families = out / "families.csv"
+    with families.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "family",
+                "trials",
+                "complete",
+                "pruned",
+                "diverged",
+                "failed",
+                "best",
+                "median",
+                "best_trial",
+                "best_schedule",
+            ]
+        )
+        for r in c.families:
+            writer.writerow(
+                [
+                    r.family,
+                    r.trials,
+                    r.complete,
+                    r.pruned,
+                    r.diverged,
+                    r.failed,
+                    "" if r.best is None else r.best,
+                    "" if r.median is None else r.median,
+                    "" if r.best_trial is None else r.best_trial,
+                    _params(r.best_schedule),
+                ]
+            )
+    importance = out / "importance.csv"
+    with importance.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["family", "parameter", "importance", "note"])
+        for r in c.families:
+            if r.importance:
+                for k, v in r.importance.items():
+                    writer.writerow([r.family, k, v, ""])
+            else:
+                writer.writerow([r.family, "", "", r.importance_note or ""])
+    return [*written, families, importance]
