@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shlex
 from typing import Any
 
 import click
@@ -236,10 +237,9 @@ def _run(
             f"best: trial #{best['number']} {config.study.metric}={best['value']:.4f} "
             f"{sched.get('family', '')} {json.dumps(sched.get('params', {}))}"
         )
-    click.echo(f"look closer: optuna-dashboard {summary.storage_url}")
-    click.echo(
-        f"             lrsearch status {summary.study_name!r} --storage {summary.storage_url}"
-    )
+    name, url = shlex.quote(summary.study_name), shlex.quote(summary.storage_url)
+    click.echo(f"look closer: lrsearch dashboard --storage {url}")
+    click.echo(f"             lrsearch compare {name} --storage {url} -o report.html")
 
 
 def _recorder(prepared: Any, url: str, artifacts: str | None) -> Any:

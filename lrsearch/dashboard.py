@@ -3,6 +3,11 @@
 optuna-dashboard has no authentication and lets every visitor delete a study: :func:`serve`
 binds to loopback by default, warns loudly when bound elsewhere, and ``read_only`` answers
 ``403 Forbidden`` to every request other than GET and HEAD.
+
+:func:`wrap_long_lines` adds one CSS rule to the dashboard's HTML page: optuna-dashboard prints
+each user attribute on one unbreakable line, and a trial's ``schedule`` and ``history``
+attributes would otherwise push its page (and the artifact pictures under them) thousands of
+pixels to the right.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-__all__ = ["is_loopback", "make_app", "read_only", "serve"]
+__all__ = ["is_loopback", "make_app", "read_only", "serve", "wrap_long_lines"]
 
 SAFE_METHODS = ("GET", "HEAD")
 EXPOSED_WARNING = (
@@ -53,13 +58,56 @@ def read_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[byt
     return guarded
 
 
+WRAP_CSS = (
+    b"<style>/* lrsearch: wrap long attribute lines */ "
+    b"p.MuiTypography-body1 { white-space: normal !important; overflow-wrap: anywhere; }</style>"
+)
+
+
+def wrap_long_lines(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """Wraps a WSGI app so its HTML pages carry :data:`WRAP_CSS` (other responses unchanged)."""
+
+    def styled(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() != "GET":
+            return app(environ, start_response)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers, exc_info=exc_info)
+            return lambda data: None  # the legacy write() callable; bottle doesn't use it
+
+        body = app(environ, capture)
+        if not captured:  # an app may call start_response on the first iteration
+            body = list(body)
+        headers = captured["headers"]
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        if not content_type.startswith("text/html"):
+            start_response(captured["status"], headers, captured["exc_info"])
+            return body
+        try:
+            page = b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        page = page.replace(b"</head>", WRAP_CSS + b"</head>", 1)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(page))))
+        start_response(captured["status"], headers, captured["exc_info"])
+        return [page]
+
+    return styled
+
+
 def make_app(storage_url: str, artifact_store: Any = None, *, readonly: bool = False) -> Any:
     """The optuna-dashboard WSGI app on ``storage_url`` (read-only if asked)."""
     import optuna_dashboard
 
     from lrsearch.storage import open_storage
 
-    app = optuna_dashboard.wsgi(open_storage(storage_url), artifact_store=artifact_store)
+    app = wrap_long_lines(
+        optuna_dashboard.wsgi(open_storage(storage_url), artifact_store=artifact_store)
+    )
     return read_only(app) if readonly else app
 
 

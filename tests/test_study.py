@@ -147,7 +147,7 @@ def test_start_prints_a_line_per_trial_the_best_and_the_dashboard(
     assert [line.split()[0] for line in lines] == ["#0", "#1", "#2"], output
     assert lines[0].endswith("[baseline]") and lines[1].endswith("[baseline]")
     assert any(line.startswith("best: trial #") for line in output.splitlines()), output
-    assert f"optuna-dashboard {main_study['url']}" in output
+    assert f"lrsearch dashboard --storage {main_study['url']}" in output
     assert "done: 3/3 finished" in output
     assert "Traceback" not in output
 
@@ -175,8 +175,18 @@ def test_study_reads_back_with_plain_optuna(main_study: dict[str, Any]) -> None:
 
 
 def test_optuna_cli_lists_the_trials(main_study: dict[str, Any]) -> None:
+    optuna_cli = str(Path(sys.executable).with_name("optuna"))  # the venv's, activated or not
     proc = subprocess.run(
-        ["optuna", "trials", "--study-name", STUDY, "--storage", main_study["url"], "-f", "json"],
+        [
+            optuna_cli,
+            "trials",
+            "--study-name",
+            STUDY,
+            "--storage",
+            main_study["url"],
+            "-f",
+            "json",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
