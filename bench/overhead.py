@@ -6,9 +6,12 @@ two ways, alternated, several times:
 - bare: ``keras.backend.clear_session()``, build the model, compile it with the schedule, and a
   plain ``model.fit`` with the validation data, as a user would write it;
 - lrsearch: one whole trial through ``study.optimize`` on a SQLite study (sampling, the per-batch
-  divergence watch, per-epoch report and pruner, the trial's records, storage writes).
+  divergence watch, per-epoch report and pruner, the trial's records, storage writes);
+- lrsearch + artifacts: the same with what ``lrsearch start`` adds by default next to a SQLite
+  file: the trial's ``lr_curve.png``, ``learning_curve.png`` and ``history.csv`` uploaded, the
+  study note rewritten and the top-trials figure redrawn (it grows to 8 curves).
 
-and prints each pair and the median ratio lrsearch / bare (target: <= 1.05).
+and prints each triple and the median ratios to bare (target for lrsearch: <= 1.05).
 
     python bench/overhead.py [--study studies/digits.toml] [--repeats 7] [--family cosine]
 """
@@ -24,6 +27,7 @@ from pathlib import Path
 import optuna
 
 from lrsearch._imports import import_keras
+from lrsearch.artifacts import ArtifactRecorder, open_artifact_store
 from lrsearch.config import load_study_file, parse_study_config
 from lrsearch.models import build_model
 from lrsearch.objective import Objective, make_optimizer
@@ -82,12 +86,26 @@ def main() -> None:
         return time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
-        study = optuna.create_study(
-            storage=f"sqlite:///{tmp}/bench.db",
-            study_name="overhead",
-            direction=config.study.direction,
-            sampler=make_sampler(config),
-            pruner=make_pruner(config),
+
+        def new_study(name: str) -> optuna.Study:
+            return optuna.create_study(
+                storage=f"sqlite:///{tmp}/bench.db",
+                study_name=name,
+                direction=config.study.direction,
+                sampler=make_sampler(config),
+                pruner=make_pruner(config),
+            )
+
+        study, with_artifacts = new_study("overhead"), new_study("overhead-artifacts")
+        recorder = ArtifactRecorder(
+            open_artifact_store(f"{tmp}/artifacts"),
+            epochs=config.training.epochs,
+            metric=config.study.metric,
+        )
+        recording = Objective(
+            config,
+            base_dir=Path(args.study).resolve().parent,
+            on_trial_end=recorder.upload_trial,
         )
 
         def trial() -> float:
@@ -95,16 +113,33 @@ def main() -> None:
             study.optimize(objective, n_trials=1)
             return time.perf_counter() - start
 
-        bare()  # warm-up: first compile, caches
-        trial()
-        ratios = []
+        def trial_with_artifacts() -> float:
+            start = time.perf_counter()
+            with_artifacts.optimize(recording, n_trials=1, callbacks=[recorder.trial_finished])
+            return time.perf_counter() - start
+
+        runs = [bare, trial, trial_with_artifacts]
+        for run in runs:  # warm-up: first compile, caches, matplotlib's font cache
+            run()
+        ratios: list[float] = []
+        art_ratios: list[float] = []
         for i in range(args.repeats):
-            a, b = (bare(), trial()) if i % 2 == 0 else tuple(reversed((trial(), bare())))
+            order = runs if i % 2 == 0 else runs[::-1]
+            took = {run.__name__: run() for run in order}
+            a, b, c = took["bare"], took["trial"], took["trial_with_artifacts"]
             ratios.append(b / a)
-            print(f"  repeat {i + 1}: bare {a:.3f}s  lrsearch {b:.3f}s  ratio {b / a:.3f}")
+            art_ratios.append(c / a)
+            print(
+                f"  repeat {i + 1}: bare {a:.3f}s  lrsearch {b:.3f}s ({b / a:.3f})  "
+                f"+ artifacts {c:.3f}s ({c / a:.3f})"
+            )
         print(
             f"median ratio lrsearch/bare: {statistics.median(ratios):.3f} "
             f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.repeats} repeats)"
+        )
+        print(
+            f"median ratio lrsearch+artifacts/bare: {statistics.median(art_ratios):.3f} "
+            f"(min {min(art_ratios):.3f}, max {max(art_ratios):.3f})"
         )
 
 

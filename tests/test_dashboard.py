@@ -112,3 +112,18 @@ def test_loopback_addresses() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     assert not is_loopback("example.org")
+
+
+@pytest.mark.parametrize("served", [[]], indirect=True)
+def test_pages_get_the_wrapping_rule_and_the_api_is_untouched(served: dict[str, object]) -> None:
+    from lrsearch.dashboard import WRAP_CSS
+
+    base = str(served["base"])
+    req = urllib.request.Request(f"{base}/dashboard")
+    with urllib.request.urlopen(req, timeout=10) as response:
+        page = response.read()
+        assert int(response.headers["Content-Length"]) == len(page)
+    assert page.count(WRAP_CSS) == 1 and page.index(WRAP_CSS) < page.index(b"</head>")
+    status, body = request(f"{base}/api/studies")
+    assert status == 200 and b"lrsearch: wrap" not in body
+    assert request(f"{base}/dashboard", method="HEAD")[0] == 200
