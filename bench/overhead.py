@@ -9,7 +9,8 @@ two ways, alternated, several times:
   divergence watch, per-epoch report and pruner, the trial's records, storage writes);
 - lrsearch + artifacts: the same with what ``lrsearch start`` adds by default next to a SQLite
   file: the trial's ``lr_curve.png``, ``learning_curve.png`` and ``history.csv`` uploaded, the
-  study note rewritten and the top-trials figure redrawn (it grows to 8 curves).
+  study note rewritten and the top-trials figure redrawn when the best trials change (in a
+  background thread while the next trial trains, as in ``lrsearch start``).
 
 and prints each triple and the median ratios to bare (target for lrsearch: <= 1.05).
 
@@ -137,6 +138,7 @@ def main() -> None:
             f"median ratio lrsearch/bare: {statistics.median(ratios):.3f} "
             f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.repeats} repeats)"
         )
+        recorder.flush()
         print(
             f"median ratio lrsearch+artifacts/bare: {statistics.median(art_ratios):.3f} "
             f"(min {min(art_ratios):.3f}, max {max(art_ratios):.3f})"

@@ -14,12 +14,16 @@ it. A failing store never fails a trial: the first failure is printed, the searc
 
 from __future__ import annotations
 
+import base64
 import csv
 import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,11 @@ LEARNING_CURVE = "learning_curve.png"
 HISTORY = "history.csv"
 STUDY_FIGURE = "top_lr_curves.png"
 TOP_TRIALS = 8
+
+# A 1x1 transparent PNG: the trial's pictures until the background thread has drawn them.
+PLACEHOLDER_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
 
 _warned: set[str] = set()
 
@@ -262,13 +271,20 @@ class ArtifactRecorder:
     """Uploads each trial's pictures and history, and keeps the study note and figure current.
 
     :meth:`upload_trial` runs inside the objective, before the trial is finished (Optuna refuses
-    attributes on a finished trial); :meth:`trial_finished` runs in the study's callback.
+    attributes on a finished trial): it writes ``history.csv`` and attaches the two pictures as
+    1x1 placeholders, then a background thread draws them and overwrites the placeholders while
+    the next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
+    study-level work (note, top-trials figure) on the same thread; updates asked for while one is
+    queued are merged into it, and the figure is redrawn only when the best trials change.
+    :meth:`flush` waits for all of it (``run_prepared`` calls it at the end of a run). A worker
+    killed in between leaves its last trial with placeholder pictures.
 
     Args:
         store: An Optuna artifact store.
         epochs: Epochs per trial (for the epoch axis).
         metric: The study's metric.
         warn: Called once with the first failure's message.
+        background: Update the study note and figure in a background thread.
     """
 
     def __init__(
@@ -278,11 +294,18 @@ class ArtifactRecorder:
         epochs: int,
         metric: str,
         warn: Callable[[str], None] | None = None,
+        background: bool = True,
     ) -> None:
         self.store = store
         self.epochs = epochs
         self.metric = metric
+        self.background = background
         self._warn = warn
+        self._lock = threading.Lock()
+        self._queued = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._drawn: list[str] | None = None  # the top trials' labels of the current figure
+        self._curves: list[tuple[str, str, Any, int]] | None = None  # to draw next
 
     def _failed(self, what: str, exc: BaseException) -> None:
         message = (
@@ -303,54 +326,130 @@ class ArtifactRecorder:
             self._failed(f"trial #{trial.number}", exc)
 
     def _upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
+        """Attaches the three artifacts now (Optuna only accepts them on a running trial), with
+        placeholder pictures that the background thread overwrites once drawn."""
         from optuna.artifacts import upload_artifact
 
-        from lrsearch.plots import plot_learning_curve, plot_trial_lr
-
         schedule = trial.user_attrs.get("schedule") or {}
-        title = _title(schedule, trial.number)
-        steps_per_epoch = max(1, int(schedule.get("total_steps", 1)) // self.epochs)
+        planned = _planned(schedule)
+        ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
             folder = Path(tmp)
-            files = [
-                plot_trial_lr(
-                    _planned(schedule),
-                    steps_per_epoch=steps_per_epoch,
-                    applied=list(history.get("lr", [])),
-                    title=title,
-                    path=folder / LR_CURVE,
-                ),
-                plot_learning_curve(
-                    history, metric=self.metric, title=title, path=folder / LEARNING_CURVE
-                ),
-                write_history_csv(history, folder / HISTORY),
-            ]
-            for path in files:
-                upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=trial
+            write_history_csv(history, folder / HISTORY)
+            (folder / LR_CURVE).write_bytes(PLACEHOLDER_PNG)
+            (folder / LEARNING_CURVE).write_bytes(PLACEHOLDER_PNG)
+            for name in (HISTORY, LR_CURVE, LEARNING_CURVE):
+                ids[name] = upload_artifact(
+                    artifact_store=self.store, file_path=str(folder / name), study_or_trial=trial
                 )
+        job = partial(
+            self._draw_trial,
+            ids,
+            planned,
+            {k: list(v) for k, v in history.items()},
+            _title(schedule, trial.number),
+            max(1, int(schedule.get("total_steps", 1)) // self.epochs),
+            trial.number,
+        )
+        self._run(job)
+
+    def _draw_trial(
+        self,
+        ids: dict[str, str],
+        planned: Any,
+        history: dict[str, list[Any]],
+        title: str,
+        steps_per_epoch: int,
+        number: int,
+    ) -> None:
+        from lrsearch.plots import plot_learning_curve, plot_trial_lr
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+                folder = Path(tmp)
+                pictures = [
+                    plot_trial_lr(
+                        planned,
+                        steps_per_epoch=steps_per_epoch,
+                        applied=history.get("lr", []),
+                        title=title,
+                        path=folder / LR_CURVE,
+                    ),
+                    plot_learning_curve(
+                        history, metric=self.metric, title=title, path=folder / LEARNING_CURVE
+                    ),
+                ]
+                for path in pictures:
+                    with path.open("rb") as f:
+                        self.store.write(ids[path.name], f)
+        except Exception as exc:  # noqa: BLE001 - artifacts never fail a trial
+            self._failed(f"trial #{number} pictures", exc)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        """Runs ``job`` in the background thread (in order), or now without one."""
+        if not self.background:
+            job()
+            return
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-artifacts")
+            self._executor.submit(job)
 
     def trial_finished(self, study: Any, trial: Any) -> None:
-        """Rewrites the study note and the study's top-trials figure."""
+        """Rewrites the study note and, if the best trials changed, the top-trials figure.
+
+        The lr curves are computed here (Keras, a few ms); drawing and writing go to the
+        background thread.
+        """
+        try:
+            maximize = study.direction.name == "MAXIMIZE"
+            top = top_schedules(study.get_trials(deepcopy=False), maximize=maximize)
+            labels = [label for label, _ in top]
+            curves = lr_curves(top, epochs=self.epochs) if top and labels != self._drawn else None
+            if curves is not None:
+                self._drawn = labels
+        except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
+            self._failed("study figure", exc)
+            curves = None
+        if not self.background:
+            self._update_study(study, curves)
+            return
+        with self._lock:
+            if curves is not None:
+                self._curves = curves
+            if self._queued:
+                return  # the queued update writes this trial's note and curves too
+            self._queued = True
+        self._run(partial(self._queued_update, study))
+
+    def flush(self) -> None:
+        """Waits until the queued study update is written."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def _queued_update(self, study: Any) -> None:
+        with self._lock:
+            self._queued = False
+            curves, self._curves = self._curves, None
+        self._update_study(study, curves)
+
+    def _update_study(self, study: Any, curves: list[tuple[str, str, Any, int]] | None) -> None:
         try:
             from optuna_dashboard import save_note
 
             save_note(study, study_note(study, self.metric))
-            if trial.state.name == "COMPLETE":
-                self._upload_study_figure(study)
+            if curves:
+                self._upload_study_figure(study, curves)
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
             self._failed("study note", exc)
 
-    def _upload_study_figure(self, study: Any) -> None:
+    def _upload_study_figure(self, study: Any, curves: list[tuple[str, str, Any, int]]) -> None:
         from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
         from lrsearch.plots import plot_lr_overlay
 
-        maximize = study.direction.name == "MAXIMIZE"
-        top = top_schedules(study.get_trials(deepcopy=False), maximize=maximize)
-        curves = lr_curves(top, epochs=self.epochs)
-        if not curves:
-            return
         with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
             path = plot_lr_overlay(
                 curves,

@@ -490,6 +490,8 @@ def run_prepared(
         ) from None
     finally:
         reporter.close()
+        if artifacts is not None:
+            artifacts.flush()  # the last study note and figure
     if len(failures) >= _MAX_FAILURES_IN_A_ROW:
         raise LRSearchError(
             f"{len(failures)} trials failed in a row; stopping. Last error: "

@@ -7,6 +7,7 @@ import csv
 import math
 import re
 import statistics
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from lrsearch.report import (
     write_folder,
     write_html,
 )
+from tests.servers import server_url
 from tests.test_artifacts import PNG, tiny_study_file
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -32,10 +34,10 @@ def _schedule(family: str) -> dict[str, Any]:
     return {"family": family, "total_steps": 20, "params": {"learning_rate": 0.01}}
 
 
-def synthetic_study(url: str) -> optuna.Study:
+def synthetic_study(url: str, name: str = "syn") -> optuna.Study:
     """A real Optuna study shaped like lrsearch's: ``cosine`` trials whose value depends on
     ``cosine.alpha`` alone, a few ``onecycle`` trials, pruned, diverged and failed ones."""
-    study = optuna.create_study(study_name="syn", storage=url, direction="maximize")
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize")
     lr = optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
     fam = optuna.distributions.CategoricalDistribution(["cosine", "onecycle"])
     alpha = optuna.distributions.FloatDistribution(0.0, 0.5)
@@ -95,6 +97,19 @@ def test_counts_best_and_median_per_family(syn: str) -> None:
     assert onecycle.best == pytest.approx(0.7) and onecycle.median == pytest.approx(0.65)
     assert (c.best_trial, c.best_family, c.best_value) == (5, "cosine", pytest.approx(1.0))
     assert c.metric == "value" and c.epochs is None  # not made by lrsearch: no stored config
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_the_same_comparison_from_a_database_server(kind: str, syn: str) -> None:
+    url = server_url(kind)
+    name = f"syn-{uuid.uuid4().hex[:8]}"
+    synthetic_study(url, name)
+    try:
+        served, local = compare(name, url), compare("syn", syn)
+        assert served.to_dict() | {"study": "syn"} == local.to_dict()
+        assert served.history == local.history
+    finally:
+        optuna.delete_study(study_name=name, storage=url)
 
 
 def test_history_has_complete_values_and_a_pruned_trials_last_value(syn: str) -> None:
