@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 ENV_VAR = "LRSEARCH_ARTIFACTS"
+OFF = "none"  # --artifacts none: no pictures, no study note
 NO_STORE_WARNING = (
     "no artifact store: pass --artifacts DIR (a folder every worker and the dashboard see) "
     "or s3://bucket/prefix"
@@ -130,8 +131,13 @@ class _PrefixedStore:
 
 
 def artifact_store_for(setting: str | None, storage_url: str) -> Any | None:
-    """The store for ``setting``/``$LRSEARCH_ARTIFACTS``/the default; warns once if none."""
+    """The store for ``setting``/``$LRSEARCH_ARTIFACTS``/the default; warns once if none.
+
+    ``none`` turns artifacts off without a warning.
+    """
     location = resolve_artifacts(setting, storage_url)
+    if location is not None and location.lower() == OFF:
+        return None
     if location is None:
         _warn_once("none", NO_STORE_WARNING)
         return None

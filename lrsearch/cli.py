@@ -92,8 +92,8 @@ def _storage_option(f: Any) -> Any:
 
 _ARTIFACTS_HELP = (
     "Artifact store for trial pictures: a folder every worker and the dashboard see, or "
-    "s3://bucket/prefix  [default: $LRSEARCH_ARTIFACTS, else NAME-artifacts next to a SQLite "
-    "file NAME.db]"
+    "s3://bucket/prefix; 'none' turns them off  [default: $LRSEARCH_ARTIFACTS, else "
+    "NAME-artifacts next to a SQLite file NAME.db]"
 )
 
 

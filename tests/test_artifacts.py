@@ -173,3 +173,15 @@ def test_a_folder_setting_makes_a_filesystem_store(tmp_path: Path) -> None:
     store = open_artifact_store(str(tmp_path / "new" / "art"))
     assert isinstance(store, FileSystemArtifactStore)
     assert (tmp_path / "new" / "art").is_dir()
+
+
+def test_none_turns_artifacts_off_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lrsearch.artifacts as artifacts
+
+    artifacts._warned.discard("none")
+    assert artifacts.artifact_store_for("none", "sqlite:///x.db") is None
+    monkeypatch.setenv("LRSEARCH_ARTIFACTS", "None")
+    assert artifacts.artifact_store_for(None, "sqlite:///x.db") is None
+    assert capsys.readouterr().err == ""
