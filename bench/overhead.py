@@ -124,7 +124,7 @@ def main() -> None:
             start = time.perf_counter()
             with_artifacts.optimize(recording, n_trials=1, callbacks=[recorder.trial_finished])
             returned.append(time.perf_counter() - start)
-            recorder.flush()
+            recorder.wait()
             return time.perf_counter() - start
 
         runs = [bare, trial, trial_with_artifacts]
@@ -148,6 +148,7 @@ def main() -> None:
             f"median ratio lrsearch/bare: {statistics.median(ratios):.3f} "
             f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.repeats} repeats)"
         )
+        recorder.flush()
         print(
             f"median ratio lrsearch+artifacts/bare, drawing included: "
             f"{statistics.median(art_ratios):.3f} "

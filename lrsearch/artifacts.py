@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import math
 import os
 import sys
@@ -273,13 +274,55 @@ def lr_curves(
     return curves
 
 
+def draw_trial_pictures(
+    planned: Any,
+    history: dict[str, list[Any]],
+    *,
+    title: str,
+    steps_per_epoch: int,
+    metric: str,
+) -> dict[str, bytes]:
+    """``lr_curve.png`` and ``learning_curve.png`` of a trial, as PNG bytes by file name."""
+    from lrsearch.plots import plot_learning_curve, plot_trial_lr
+
+    with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+        folder = Path(tmp)
+        pictures = [
+            plot_trial_lr(
+                planned,
+                steps_per_epoch=steps_per_epoch,
+                applied=history.get("lr", []),
+                title=title,
+                path=folder / LR_CURVE,
+            ),
+            plot_learning_curve(history, metric=metric, title=title, path=folder / LEARNING_CURVE),
+        ]
+        return {path.name: path.read_bytes() for path in pictures}
+
+
+def draw_study_figure(curves: list[tuple[str, str, Any, int]], *, title: str) -> bytes:
+    """``top_lr_curves.png`` as PNG bytes."""
+    from lrsearch.plots import plot_lr_overlay
+
+    with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+        return plot_lr_overlay(curves, title=title, path=Path(tmp) / STUDY_FIGURE).read_bytes()
+
+
+def _ignore_sigint() -> None:
+    """The drawing process leaves Ctrl-C to its parent, which flushes and stops it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ArtifactRecorder:
     """Uploads each trial's pictures and history, and keeps the study note and figure current.
 
     :meth:`upload_trial` runs inside the objective, before the trial is finished (Optuna refuses
     attributes on a finished trial): it writes ``history.csv`` and attaches the two pictures as
-    1x1 placeholders, then a background thread draws them and overwrites the placeholders while
-    the next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
+    1x1 placeholders, then a background thread has them drawn (in a spawned drawing process,
+    which does not compete for the GIL with the training loop) and overwrites the placeholders
+    while the next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
     study-level work (note, top-trials figure) on the same thread; updates asked for while one is
     queued are merged into it, and the figure is redrawn only when the best trials change.
     :meth:`flush` waits for all of it (``run_prepared`` calls it at the end of a run). A worker
@@ -290,7 +333,9 @@ class ArtifactRecorder:
         epochs: Epochs per trial (for the epoch axis).
         metric: The study's metric.
         warn: Called once with the first failure's message.
-        background: Update the study note and figure in a background thread.
+        background: Draw and write in a background thread while the next trial trains.
+        processes: Draw in a separate (spawned) process, so drawing does not hold the GIL the
+            training loop needs; falls back to the thread if that process cannot run.
     """
 
     def __init__(
@@ -301,11 +346,14 @@ class ArtifactRecorder:
         metric: str,
         warn: Callable[[str], None] | None = None,
         background: bool = True,
+        processes: bool = True,
     ) -> None:
         self.store = store
         self.epochs = epochs
         self.metric = metric
         self.background = background
+        self.processes = processes
+        self._pool: Any = None
         self._warn = warn
         self._lock = threading.Lock()
         self._queued = False
@@ -368,28 +416,47 @@ class ArtifactRecorder:
         steps_per_epoch: int,
         number: int,
     ) -> None:
-        from lrsearch.plots import plot_learning_curve, plot_trial_lr
-
         try:
-            with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
-                folder = Path(tmp)
-                pictures = [
-                    plot_trial_lr(
-                        planned,
-                        steps_per_epoch=steps_per_epoch,
-                        applied=history.get("lr", []),
-                        title=title,
-                        path=folder / LR_CURVE,
-                    ),
-                    plot_learning_curve(
-                        history, metric=self.metric, title=title, path=folder / LEARNING_CURVE
-                    ),
-                ]
-                for path in pictures:
-                    with path.open("rb") as f:
-                        self.store.write(ids[path.name], f)
+            pictures = self._draw(
+                partial(
+                    draw_trial_pictures,
+                    planned,
+                    history,
+                    title=title,
+                    steps_per_epoch=steps_per_epoch,
+                    metric=self.metric,
+                )
+            )
+            for name, data in pictures.items():
+                self.store.write(ids[name], io.BytesIO(data))
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a trial
             self._failed(f"trial #{number} pictures", exc)
+
+    def _draw(self, job: Callable[[], Any]) -> Any:
+        """Runs a drawing ``job`` in the drawing process (no GIL shared with the training), or
+        here when there is none or it broke."""
+        pool = self._drawing_pool()
+        if pool is not None:
+            try:
+                return pool.submit(job).result()
+            except Exception:  # noqa: BLE001 - a broken pool: draw here from now on
+                self.processes = False
+        return job()
+
+    def _drawing_pool(self) -> Any:
+        if not (self.processes and self.background):
+            return None
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._pool = ProcessPoolExecutor(
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),  # never fork a training
+                    initializer=_ignore_sigint,
+                )
+            return self._pool
 
     def _run(self, job: Callable[[], None]) -> None:
         """Runs ``job`` in the background thread (in order), or now without one."""
@@ -428,12 +495,24 @@ class ArtifactRecorder:
             self._queued = True
         self._run(partial(self._queued_update, study))
 
+    def wait(self) -> None:
+        """Waits until everything queued so far is drawn and written (the drawing process
+        stays for the next trials)."""
+        with self._lock:
+            executor = self._executor
+        if executor is not None:
+            executor.submit(lambda: None).result()  # one thread, in order: all before it is done
+
     def flush(self) -> None:
-        """Waits until the queued study update is written."""
+        """Waits until everything queued is drawn and written; stops the drawing process."""
         with self._lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _queued_update(self, study: Any) -> None:
         with self._lock:
@@ -454,22 +533,16 @@ class ArtifactRecorder:
     def _upload_study_figure(self, study: Any, curves: list[tuple[str, str, Any, int]]) -> None:
         from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-        from lrsearch.plots import plot_lr_overlay
-
+        title = (
+            f"{study.study_name}: lr curves of the {len(curves)} best trials by "
+            f"{self.metric}, coloured by family (thick: best)"
+        )
+        data = self._draw(partial(draw_study_figure, curves, title=title))
+        existing = [m for m in get_all_artifact_meta(study) if m.filename == STUDY_FIGURE]
+        if existing:  # keep one current figure instead of one per trial
+            self.store.write(existing[0].artifact_id, io.BytesIO(data))
+            return
         with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
-            path = plot_lr_overlay(
-                curves,
-                title=(
-                    f"{study.study_name}: lr curves of the {len(curves)} best trials by "
-                    f"{self.metric}, coloured by family (thick: best)"
-                ),
-                path=Path(tmp) / STUDY_FIGURE,
-            )
-            existing = [m for m in get_all_artifact_meta(study) if m.filename == STUDY_FIGURE]
-            if existing:  # keep one current figure instead of one per trial
-                with path.open("rb") as f:
-                    self.store.write(existing[0].artifact_id, f)
-            else:
-                upload_artifact(
-                    artifact_store=self.store, file_path=str(path), study_or_trial=study
-                )
+            path = Path(tmp) / STUDY_FIGURE
+            path.write_bytes(data)
+            upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=study)

@@ -185,3 +185,44 @@ def test_none_turns_artifacts_off_without_a_warning(
     monkeypatch.setenv("LRSEARCH_ARTIFACTS", "None")
     assert artifacts.artifact_store_for(None, "sqlite:///x.db") is None
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("processes", [True, False], ids=["drawing-process", "thread"])
+def test_placeholders_are_replaced_by_the_drawn_pictures(tmp_path: Path, processes: bool) -> None:
+    from lrsearch.artifacts import PLACEHOLDER_PNG, open_artifact_store
+
+    store = open_artifact_store(str(tmp_path / "art"))
+    recorder = ArtifactRecorder(store, epochs=2, metric="val_accuracy", processes=processes)
+    study = optuna.create_study(direction="maximize", storage=f"sqlite:///{tmp_path / 'p.db'}")
+    seen: list[bytes] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(
+            "schedule",
+            {"family": "cosine", "total_steps": 20, "params": {"learning_rate": 0.1}},
+        )
+        history = {
+            "epoch": [1, 2],
+            "lr": [0.1, 0.05],
+            "loss": [1.0, 0.5],
+            "val_loss": [1.1, 0.6],
+            "accuracy": [0.5, 0.7],
+            "val_accuracy": [0.4, 0.6 + trial.number / 10],
+        }
+        recorder.upload_trial(trial, history)
+        metas = get_all_artifact_meta(trial)
+        seen.extend((tmp_path / "art" / m.artifact_id).read_bytes() for m in metas)
+        return history["val_accuracy"][-1]
+
+    study.optimize(objective, n_trials=3, callbacks=[recorder.trial_finished])
+    assert PLACEHOLDER_PNG in seen  # when the trial ended, its pictures were placeholders
+    recorder.flush()
+    for trial in study.trials:
+        metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
+        assert sorted(metas) == ["history.csv", "learning_curve.png", "lr_curve.png"]
+        for name in ("learning_curve.png", "lr_curve.png"):
+            data = (tmp_path / "art" / metas[name].artifact_id).read_bytes()
+            assert data[:8] == PNG and len(data) > 10_000, (name, len(data))
+    (figure,) = get_all_artifact_meta(study)
+    assert (tmp_path / "art" / figure.artifact_id).stat().st_size > 10_000
+    assert recorder._pool is None  # flush stopped the drawing process
