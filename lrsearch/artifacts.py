@@ -308,20 +308,13 @@ def draw_study_figure(curves: list[tuple[str, str, Any, int]], *, title: str) ->
         return plot_lr_overlay(curves, title=title, path=Path(tmp) / STUDY_FIGURE).read_bytes()
 
 
-def _ignore_sigint() -> None:
-    """The drawing process leaves Ctrl-C to its parent, which flushes and stops it."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class ArtifactRecorder:
     """Uploads each trial's pictures and history, and keeps the study note and figure current.
 
     :meth:`upload_trial` runs inside the objective, before the trial is finished (Optuna refuses
     attributes on a finished trial): it writes ``history.csv`` and attaches the two pictures as
-    1x1 placeholders, then a background thread has them drawn (in a spawned drawing process,
-    which does not compete for the GIL with the training loop) and overwrites the placeholders
+    1x1 placeholders, then a background thread has them drawn (in a drawing process, which does
+    not compete for the GIL with the training loop) and overwrites the placeholders
     while the next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
     study-level work (note, top-trials figure) on the same thread; updates asked for while one is
     queued are merged into it, and the figure is redrawn only when the best trials change.
@@ -334,8 +327,8 @@ class ArtifactRecorder:
         metric: The study's metric.
         warn: Called once with the first failure's message.
         background: Draw and write in a background thread while the next trial trains.
-        processes: Draw in a separate (spawned) process, so drawing does not hold the GIL the
-            training loop needs; falls back to the thread if that process cannot run.
+        processes: Draw in a separate process (:mod:`lrsearch._drawing`), so drawing does not
+            hold the GIL the training loop needs; falls back to the thread if it cannot run.
     """
 
     def __init__(
@@ -435,28 +428,18 @@ class ArtifactRecorder:
     def _draw(self, job: Callable[[], Any]) -> Any:
         """Runs a drawing ``job`` in the drawing process (no GIL shared with the training), or
         here when there is none or it broke."""
-        pool = self._drawing_pool()
-        if pool is not None:
+        if self.processes and self.background:
+            from lrsearch._drawing import DrawingProcess, DrawingProcessError
+
+            with self._lock:
+                if self._pool is None:
+                    self._pool = DrawingProcess()
+                pool = self._pool
             try:
-                return pool.submit(job).result()
-            except Exception:  # noqa: BLE001 - a broken pool: draw here from now on
-                self.processes = False
+                return pool.run(job)
+            except DrawingProcessError:
+                self.processes = False  # draw here from now on
         return job()
-
-    def _drawing_pool(self) -> Any:
-        if not (self.processes and self.background):
-            return None
-        with self._lock:
-            if self._pool is None:
-                import multiprocessing
-                from concurrent.futures import ProcessPoolExecutor
-
-                self._pool = ProcessPoolExecutor(
-                    1,
-                    mp_context=multiprocessing.get_context("spawn"),  # never fork a training
-                    initializer=_ignore_sigint,
-                )
-            return self._pool
 
     def _run(self, job: Callable[[], None]) -> None:
         """Runs ``job`` in the background thread (in order), or now without one."""
@@ -512,7 +495,7 @@ class ArtifactRecorder:
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.close()
 
     def _queued_update(self, study: Any) -> None:
         with self._lock:
