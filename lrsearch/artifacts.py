@@ -26,9 +26,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrsearch.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from lrsearch._drawing import DrawingProcess
 
 __all__ = [
     "ENV_VAR",
@@ -314,8 +317,8 @@ class ArtifactRecorder:
     :meth:`upload_trial` runs inside the objective, before the trial is finished (Optuna refuses
     attributes on a finished trial): it writes ``history.csv`` and attaches the two pictures as
     1x1 placeholders, then a background thread has them drawn (in a drawing process, which does
-    not compete for the GIL with the training loop) and overwrites the placeholders
-    while the next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
+    not compete for the GIL with the training loop) and overwrites the placeholders while the
+    next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
     study-level work (note, top-trials figure) on the same thread; updates asked for while one is
     queued are merged into it, and the figure is redrawn only when the best trials change.
     :meth:`flush` waits for all of it (``run_prepared`` calls it at the end of a run). A worker
@@ -346,7 +349,7 @@ class ArtifactRecorder:
         self.metric = metric
         self.background = background
         self.processes = processes
-        self._pool: Any = None
+        self._drawing: DrawingProcess | None = None
         self._warn = warn
         self._lock = threading.Lock()
         self._queued = False
@@ -432,11 +435,11 @@ class ArtifactRecorder:
             from lrsearch._drawing import DrawingProcess, DrawingProcessError
 
             with self._lock:
-                if self._pool is None:
-                    self._pool = DrawingProcess()
-                pool = self._pool
+                if self._drawing is None:
+                    self._drawing = DrawingProcess()
+                drawing = self._drawing
             try:
-                return pool.run(job)
+                return drawing.run(job)
             except DrawingProcessError:
                 self.processes = False  # draw here from now on
         return job()
@@ -493,9 +496,9 @@ class ArtifactRecorder:
         if executor is not None:
             executor.shutdown(wait=True)
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+            drawing, self._drawing = self._drawing, None
+        if drawing is not None:
+            drawing.close()
 
     def _queued_update(self, study: Any) -> None:
         with self._lock:

@@ -225,4 +225,4 @@ def test_placeholders_are_replaced_by_the_drawn_pictures(tmp_path: Path, process
             assert data[:8] == PNG and len(data) > 10_000, (name, len(data))
     (figure,) = get_all_artifact_meta(study)
     assert (tmp_path / "art" / figure.artifact_id).stat().st_size > 10_000
-    assert recorder._pool is None  # flush stopped the drawing process
+    assert recorder._drawing is None  # flush stopped the drawing process
