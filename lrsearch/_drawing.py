@@ -60,13 +60,15 @@ class DrawingProcess:
             DrawingProcessError: The child died or could not start; the caller draws itself.
             RuntimeError: The job raised (its text).
         """
+        data = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)  # a bad job fails here, alone
         with self._lock:
             try:
                 proc = self._start()
                 assert proc.stdin is not None and proc.stdout is not None
-                _write(proc.stdin, job)
+                proc.stdin.write(len(data).to_bytes(_HEADER, "big") + data)
+                proc.stdin.flush()
                 ok, value = _read(proc.stdout)
-            except (OSError, EOFError, pickle.PickleError) as exc:
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 self._stop()
                 raise DrawingProcessError(f"drawing process failed: {exc!r}") from exc
         if not ok:
@@ -81,6 +83,7 @@ class DrawingProcess:
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
+        self._stop()  # a child that died between jobs: close its pipes
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "lrsearch._drawing"],

@@ -64,13 +64,19 @@ PLACEHOLDER_PNG = base64.b64decode(
 )
 
 _warned: set[str] = set()
+_warned_lock = threading.Lock()  # warnings come from the training and the background thread
+
+
+def _first_time(key: str) -> bool:
+    with _warned_lock:
+        first = key not in _warned
+        _warned.add(key)
+    return first
 
 
 def _warn_once(key: str, message: str) -> None:
-    if key in _warned:
-        return
-    _warned.add(key)
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    if _first_time(key):
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def default_location(storage_url: str) -> str | None:
@@ -355,7 +361,7 @@ class ArtifactRecorder:
         self._queued = False
         self._executor: ThreadPoolExecutor | None = None
         self._drawn: list[str] | None = None  # the top trials' labels of the current figure
-        self._curves: list[tuple[str, str, Any, int]] | None = None  # to draw next
+        self._figure: tuple[list[str], list[Any]] | None = None  # (labels, curves) to draw next
 
     def _failed(self, what: str, exc: BaseException) -> None:
         message = (
@@ -364,8 +370,7 @@ class ArtifactRecorder:
         )
         if self._warn is None:
             _warn_once("failed", message)
-        elif "failed" not in _warned:
-            _warned.add("failed")
+        elif _first_time("failed"):
             self._warn(f"warning: {message}")
 
     def upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
@@ -465,17 +470,16 @@ class ArtifactRecorder:
             top = top_schedules(study.get_trials(deepcopy=False), maximize=maximize)
             labels = [label for label, _ in top]
             curves = lr_curves(top, epochs=self.epochs) if top and labels != self._drawn else None
-            if curves is not None:
-                self._drawn = labels
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
             self._failed("study figure", exc)
-            curves = None
+            curves, labels = None, []
+        figure = None if curves is None else (labels, curves)
         if not self.background:
-            self._update_study(study, curves)
+            self._update_study(study, figure)
             return
         with self._lock:
-            if curves is not None:
-                self._curves = curves
+            if figure is not None:
+                self._figure = figure
             if self._queued:
                 return  # the queued update writes this trial's note and curves too
             self._queued = True
@@ -503,16 +507,20 @@ class ArtifactRecorder:
     def _queued_update(self, study: Any) -> None:
         with self._lock:
             self._queued = False
-            curves, self._curves = self._curves, None
-        self._update_study(study, curves)
+            figure, self._figure = self._figure, None
+        self._update_study(study, figure)
 
-    def _update_study(self, study: Any, curves: list[tuple[str, str, Any, int]] | None) -> None:
+    def _update_study(self, study: Any, figure: tuple[list[str], list[Any]] | None) -> None:
+        """Writes the note and, given ``(labels, curves)``, the figure (then marked drawn, so a
+        failed upload is tried again after the next trial)."""
         try:
             from optuna_dashboard import save_note
 
             save_note(study, study_note(study, self.metric))
-            if curves:
+            if figure is not None:
+                labels, curves = figure
                 self._upload_study_figure(study, curves)
+                self._drawn = labels
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
             self._failed("study note", exc)
 

@@ -78,7 +78,11 @@ def wrap_long_lines(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterab
 
         body = app(environ, capture)
         if not captured:  # an app may call start_response on the first iteration
-            body = list(body)
+            original = body
+            body = list(original)
+            close = getattr(original, "close", None)
+            if close is not None:
+                close()
         headers = captured["headers"]
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         if not content_type.startswith("text/html"):

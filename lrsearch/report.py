@@ -107,7 +107,11 @@ def _finite(value: Any) -> bool:
 
 
 def _family_of(trial: Any) -> str | None:
-    family = (trial.user_attrs.get("schedule") or {}).get("family") or trial.params.get("family")
+    from lrsearch.objective import ATTR_SCHEDULE
+
+    family = (trial.user_attrs.get(ATTR_SCHEDULE) or {}).get("family") or trial.params.get(
+        "family"
+    )
     return str(family) if family else None
 
 
@@ -161,6 +165,7 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
     Raises:
         LRSearchError: The study has no trial with a schedule family.
     """
+    from lrsearch.objective import ATTR_OUTCOME, ATTR_SCHEDULE
     from lrsearch.study import ATTR_CONFIG, load_study
 
     study = load_study(name, storage_url)
@@ -181,7 +186,7 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
         row = rows.setdefault(family, FamilyRow(family))
         row.trials += 1
         state = t.state.name
-        if t.user_attrs.get("outcome") == "diverged":
+        if t.user_attrs.get(ATTR_OUTCOME) == "diverged":
             row.diverged += 1
         elif state == "COMPLETE":
             row.complete += 1
@@ -197,7 +202,7 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
             better = row.best is None or (t.value > row.best if maximize else t.value < row.best)
             if better:
                 row.best, row.best_trial = float(t.value), t.number
-                best_schedules[family] = t.user_attrs.get("schedule") or {}
+                best_schedules[family] = t.user_attrs.get(ATTR_SCHEDULE) or {}
         elif state == "PRUNED" and t.intermediate_values:
             last = t.intermediate_values[max(t.intermediate_values)]
             if _finite(last):

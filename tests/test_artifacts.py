@@ -151,6 +151,7 @@ def test_a_failing_store_never_fails_the_trial(
         return 0.5
 
     study.optimize(objective, n_trials=2, callbacks=[recorder.trial_finished])
+    recorder.flush()
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert len(warnings) == 1 and "disk gone" in warnings[0]
 
@@ -216,7 +217,12 @@ def test_placeholders_are_replaced_by_the_drawn_pictures(tmp_path: Path, process
 
     study.optimize(objective, n_trials=3, callbacks=[recorder.trial_finished])
     assert PLACEHOLDER_PNG in seen  # when the trial ended, its pictures were placeholders
+    recorder.wait()
+    drawing = recorder._drawing
+    assert (drawing is not None) == processes
     recorder.flush()
+    if drawing is not None:  # flush stopped the drawing process
+        assert drawing._proc is None
     for trial in study.trials:
         metas = {m.filename: m for m in get_all_artifact_meta(trial, storage=study._storage)}
         assert sorted(metas) == ["history.csv", "learning_curve.png", "lr_curve.png"]
@@ -225,4 +231,3 @@ def test_placeholders_are_replaced_by_the_drawn_pictures(tmp_path: Path, process
             assert data[:8] == PNG and len(data) > 10_000, (name, len(data))
     (figure,) = get_all_artifact_meta(study)
     assert (tmp_path / "art" / figure.artifact_id).stat().st_size > 10_000
-    assert recorder._drawing is None  # flush stopped the drawing process

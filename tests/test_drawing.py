@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -64,6 +65,13 @@ def test_a_process_killed_between_jobs_is_replaced(drawing: DrawingProcess) -> N
     os.kill(first, signal.SIGKILL)
     time.sleep(0.2)
     assert drawing.run(os.getpid) != first
+
+
+def test_a_job_that_cannot_be_sent_fails_alone(drawing: DrawingProcess) -> None:
+    child = drawing.run(os.getpid)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        drawing.run(lambda: 1)  # a lambda cannot be pickled
+    assert drawing.run(os.getpid) == child  # the same process carries on
 
 
 def test_close_ends_the_process(drawing: DrawingProcess) -> None:
