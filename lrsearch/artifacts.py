@@ -41,7 +41,9 @@ __all__ = [
     "default_location",
     "open_artifact_store",
     "resolve_artifacts",
+    "steps_per_epoch",
     "study_note",
+    "top_curves_title",
     "lr_curves",
     "top_schedules",
 ]
@@ -156,9 +158,11 @@ def artifact_store_for(setting: str | None, storage_url: str) -> Any | None:
 
 def best_per_family(trials: list[Any], maximize: bool) -> dict[str, dict[str, Any]]:
     """Per family: the best complete trial's value and number, and trial counts, best first."""
+    from lrsearch.objective import family_of
+
     out: dict[str, dict[str, Any]] = {}
     for t in trials:
-        family = (t.user_attrs.get("schedule") or {}).get("family") or t.params.get("family")
+        family = family_of(t)
         if not family:
             continue
         row = out.setdefault(family, {"value": None, "number": None, "trials": 0})
@@ -272,14 +276,28 @@ def top_schedules(
     return [(f"#{t.number} {t.value:.3f}", t.user_attrs["schedule"]) for t in complete[:limit]]
 
 
+def steps_per_epoch(schedule: dict[str, Any], epochs: int) -> int:
+    """Steps per epoch of a stored schedule (its ``total_steps`` over the study's epochs)."""
+    return max(1, int(schedule.get("total_steps", 1)) // epochs)
+
+
+def top_curves_title(study_name: str, count: int, metric: str) -> str:
+    """The title of the top-trials lr figure (study artifact and compare report)."""
+    return (
+        f"{study_name}: lr curves of the {count} best trials by {metric}, "
+        "coloured by family (thick: best)"
+    )
+
+
 def lr_curves(
     schedules: list[tuple[str, dict[str, Any]]], *, epochs: int
 ) -> list[tuple[str, str, Any, int]]:
     """``(label, family, planned lr per step, steps per epoch)`` for :func:`plot_lr_overlay`."""
     curves = []
     for label, schedule in schedules:
-        steps_per_epoch = max(1, int(schedule["total_steps"]) // epochs)
-        curves.append((label, schedule["family"], _planned(schedule), steps_per_epoch))
+        curves.append(
+            (label, schedule["family"], _planned(schedule), steps_per_epoch(schedule, epochs))
+        )
     return curves
 
 
@@ -403,7 +421,7 @@ class ArtifactRecorder:
             planned,
             {k: list(v) for k, v in history.items()},
             _title(schedule, trial.number),
-            max(1, int(schedule.get("total_steps", 1)) // self.epochs),
+            steps_per_epoch(schedule, self.epochs),
             trial.number,
         )
         self._run(job)
@@ -527,10 +545,7 @@ class ArtifactRecorder:
     def _upload_study_figure(self, study: Any, curves: list[tuple[str, str, Any, int]]) -> None:
         from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-        title = (
-            f"{study.study_name}: lr curves of the {len(curves)} best trials by "
-            f"{self.metric}, coloured by family (thick: best)"
-        )
+        title = top_curves_title(study.study_name, len(curves), self.metric)
         data = self._draw(partial(draw_study_figure, curves, title=title))
         existing = [m for m in get_all_artifact_meta(study) if m.filename == STUDY_FIGURE]
         if existing:  # keep one current figure instead of one per trial

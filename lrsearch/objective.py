@@ -37,6 +37,7 @@ __all__ = [
     "Objective",
     "TrainResult",
     "load_data",
+    "family_of",
     "make_budget",
     "make_optimizer",
     "train",
@@ -50,6 +51,14 @@ ATTR_OUTCOME = "outcome"
 ATTR_BASELINE = "lrsearch.baseline"
 ATTR_RETRY_OF = "lrsearch.retry_of"
 ATTR_INTERRUPTED = "lrsearch.interrupted"
+
+
+def family_of(trial: Any) -> str | None:
+    """A trial's schedule family: its stored schedule's, else its ``family`` parameter."""
+    family = (trial.user_attrs.get(ATTR_SCHEDULE) or {}).get("family") or trial.params.get(
+        "family"
+    )
+    return str(family) if family else None
 
 
 @dataclass

@@ -421,17 +421,15 @@ def plot_family_values(
     fig, ax = _subplots(figsize=(9, 0.9 + 0.45 * max(len(families), 1)))
     try:
         rows = list(range(len(families), 0, -1))  # best family on top
-        for r, family in zip(rows, families, strict=True):  # range, quartiles and median, by hand
-            v = np.asarray(values[family], dtype="float64")
-            if len(v) == 0:
-                continue
-            q1, med, q3 = np.percentile(v, [25, 50, 75])
-            ax.plot([v.min(), v.max()], [r, r], color="0.6", linewidth=1, zorder=1)
-            ax.plot([q1, q3], [r, r], color="0.35", linewidth=6, alpha=0.35, zorder=2)
-            ax.plot([med, med], [r - 0.28, r + 0.28], color="black", linewidth=1.6, zorder=4)
         rng = np.random.default_rng(0)
         for r, family in zip(rows, families, strict=True):
             v = np.asarray(values[family], dtype="float64")
+            if len(v) == 0:
+                continue
+            q1, med, q3 = np.percentile(v, [25, 50, 75])  # range, quartiles, median, by hand
+            ax.plot([v.min(), v.max()], [r, r], color="0.6", linewidth=1, zorder=1)
+            ax.plot([q1, q3], [r, r], color="0.35", linewidth=6, alpha=0.35, zorder=2)
+            ax.plot([med, med], [r - 0.28, r + 0.28], color="black", linewidth=1.6, zorder=4)
             jitter = rng.uniform(-0.12, 0.12, size=len(v))
             ax.scatter(v, r + jitter, s=18, color=colours[family], alpha=0.85, zorder=3)
         ax.set_yticks(rows, [f"{f} ({len(values[f])})" for f in families])

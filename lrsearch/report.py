@@ -19,6 +19,7 @@ import base64
 import csv
 import html
 import math
+import shlex
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -42,12 +43,7 @@ __all__ = [
 ]
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
-FIGURES = (
-    ("history.png", "Optimization history"),
-    ("family_values.png", "Values per family"),
-    ("top_lr_curves.png", "Learning-rate curves of the best trials"),
-    ("importance.png", "Parameter importance within each family"),
-)
+IMPORTANCE = "Parameter importance within each family"
 
 
 @dataclass
@@ -106,15 +102,6 @@ def _finite(value: Any) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _family_of(trial: Any) -> str | None:
-    from lrsearch.objective import ATTR_SCHEDULE
-
-    family = (trial.user_attrs.get(ATTR_SCHEDULE) or {}).get("family") or trial.params.get(
-        "family"
-    )
-    return str(family) if family else None
-
-
 def family_importance(
     trials: Sequence[Any], family: str, *, direction: str, seed: int = 0
 ) -> tuple[dict[str, float], str | None]:
@@ -165,7 +152,7 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
     Raises:
         LRSearchError: The study has no trial with a schedule family.
     """
-    from lrsearch.objective import ATTR_OUTCOME, ATTR_SCHEDULE
+    from lrsearch.objective import ATTR_OUTCOME, ATTR_SCHEDULE, family_of
     from lrsearch.study import ATTR_CONFIG, load_study
 
     study = load_study(name, storage_url)
@@ -177,10 +164,9 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
     maximize = direction == "maximize"
 
     rows: dict[str, FamilyRow] = {}
-    best_schedules: dict[str, Any] = {}
     history: list[tuple[int, str, float, bool]] = []
     for t in trials:
-        family = _family_of(t)
+        family = family_of(t)
         if family is None:
             continue
         row = rows.setdefault(family, FamilyRow(family))
@@ -202,7 +188,7 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
             better = row.best is None or (t.value > row.best if maximize else t.value < row.best)
             if better:
                 row.best, row.best_trial = float(t.value), t.number
-                best_schedules[family] = t.user_attrs.get(ATTR_SCHEDULE) or {}
+                row.best_schedule = t.user_attrs.get(ATTR_SCHEDULE) or {}
         elif state == "PRUNED" and t.intermediate_values:
             last = t.intermediate_values[max(t.intermediate_values)]
             if _finite(last):
@@ -213,7 +199,6 @@ def compare(name: str, storage_url: str | None = None) -> Comparison:
         )
     for family, row in rows.items():
         row.median = statistics.median(row.values) if row.values else None
-        row.best_schedule = best_schedules.get(family, {})
         row.importance, row.importance_note = family_importance(
             trials, family, direction=direction
         )
@@ -287,17 +272,17 @@ def format_text(c: Comparison) -> str:
         lines += [
             "",
             f"best: trial #{c.best_trial} ({c.best_family}), {c.metric}={_num(c.best_value)}",
-            f"  lrsearch export {c.study} --format python",
+            f"  lrsearch export {shlex.quote(c.study)} --format python",
         ]
     return "\n".join(lines)
 
 
 def _figures(c: Comparison, folder: Path) -> list[tuple[Path, str]]:
-    """Writes the report's figures into ``folder``; returns ``(path, heading)`` of each."""
+    """Writes the report's figures into ``folder``; returns ``(path, heading)`` in page order."""
+    from lrsearch.artifacts import STUDY_FIGURE, lr_curves, top_curves_title
     from lrsearch.plots import plot_family_values, plot_history, plot_importances, plot_lr_overlay
 
     written: list[tuple[Path, str]] = []
-    files = dict(FIGURES)
     if c.history:
         path = plot_history(
             c.history,
@@ -309,7 +294,7 @@ def _figures(c: Comparison, folder: Path) -> list[tuple[Path, str]]:
             ),
             path=folder / "history.png",
         )
-        written.append((path, files["history.png"]))
+        written.append((path, "Optimization history"))
     values = {r.family: r.values for r in c.families}
     if any(values.values()):
         path = plot_family_values(
@@ -318,20 +303,15 @@ def _figures(c: Comparison, folder: Path) -> list[tuple[Path, str]]:
             title=f"{c.study}: {c.metric} of each family's complete trials (best family on top)",
             path=folder / "family_values.png",
         )
-        written.append((path, files["family_values.png"]))
+        written.append((path, "Values per family"))
     if c.epochs and c.top:
-        from lrsearch.artifacts import lr_curves
-
         curves = lr_curves(c.top, epochs=c.epochs)
         path = plot_lr_overlay(
             curves,
-            title=(
-                f"{c.study}: lr curves of the {len(curves)} best trials by {c.metric}, "
-                "coloured by family (thick: best)"
-            ),
-            path=folder / "top_lr_curves.png",
+            title=top_curves_title(c.study, len(curves), c.metric),
+            path=folder / STUDY_FIGURE,
         )
-        written.append((path, files["top_lr_curves.png"]))
+        written.append((path, "Learning-rate curves of the best trials"))
     importances = {r.family: r.importance for r in c.families if r.importance}
     if importances:
         path = plot_importances(
@@ -339,7 +319,7 @@ def _figures(c: Comparison, folder: Path) -> list[tuple[Path, str]]:
             title=f"{c.study}: importance of each family's parameters (fANOVA within the family)",
             path=folder / "importance.png",
         )
-        written.append((path, files["importance.png"]))
+        written.append((path, IMPORTANCE))
     return written
 
 
@@ -395,17 +375,17 @@ def render_html(c: Comparison, figures: Sequence[tuple[Path, str]]) -> str:
     """The report as one HTML page with the figures embedded (no other file needed)."""
     from lrsearch import __version__
 
-    images = {}
+    images: dict[str, str] = {}  # heading: <img>, in page order
     for path, heading in figures:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         images[heading] = f'<img alt="{html.escape(heading)}" src="data:image/png;base64,{data}">'
-    name = html.escape(c.study)
+    name, command_name = html.escape(c.study), html.escape(shlex.quote(c.study))
     if c.best_trial is not None:
         best = (
             f"<p><strong>Best: trial #{c.best_trial}, family {html.escape(c.best_family or '')}"
             f"</strong>, {html.escape(c.metric)} = {_num(c.best_value)}. Take it home with "
-            f"<code>lrsearch export {name} --format python</code> or "
-            f"<code>lrsearch retrain {name} --save model.keras</code>.</p>"
+            f"<code>lrsearch export {command_name} --format python</code> or "
+            f"<code>lrsearch retrain {command_name} --save model.keras</code>.</p>"
         )
     else:
         best = "<p>No complete trial yet.</p>"
@@ -421,16 +401,11 @@ def render_html(c: Comparison, figures: Sequence[tuple[Path, str]]) -> str:
         _family_table(c),
         '<p class="muted">Best and median are over each family\'s complete trials.</p>',
     ]
-    for heading in ("Optimization history", "Values per family"):
-        if heading in images:
-            parts += [f"<h2>{heading}</h2>", images[heading]]
-    if "Learning-rate curves of the best trials" in images:
-        parts += [
-            "<h2>Learning-rate curves of the best trials</h2>",
-            images["Learning-rate curves of the best trials"],
-        ]
+    for heading, image in images.items():
+        if heading != IMPORTANCE:
+            parts += [f"<h2>{heading}</h2>", image]
     parts += [
-        "<h2>Parameter importance within each family</h2>",
+        f"<h2>{IMPORTANCE}</h2>",
         '<p class="muted">fANOVA over the family\'s own complete trials (global importance is '
         "distorted by conditional parameters). Parameters are in search units: "
         "<code>learning_rate</code> is the peak lr, warmups are in epochs, lengths are "
@@ -438,8 +413,8 @@ def render_html(c: Comparison, figures: Sequence[tuple[Path, str]]) -> str:
         f"than {MIN_TRIALS_FOR_IMPORTANCE} complete trials get none.</p>",
         _importance_table(c),
     ]
-    if "Parameter importance within each family" in images:
-        parts.append(images["Parameter importance within each family"])
+    if IMPORTANCE in images:
+        parts.append(images[IMPORTANCE])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts += [
         f'<p class="muted">lrsearch {__version__}, {stamp}.</p>',

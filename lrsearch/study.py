@@ -29,6 +29,7 @@ from lrsearch.objective import (
     ATTR_RETRY_OF,
     ATTR_SCHEDULE,
     Objective,
+    family_of,
 )
 from lrsearch.storage import mask_url, open_storage, resolve_storage_url
 
@@ -212,8 +213,7 @@ def _finished_count(study: Any) -> tuple[int, int]:
 
 def trial_line(trial: Any, metric: str) -> str:
     """One line about a finished trial: number, family, key params, value, state, seconds."""
-    sched = trial.user_attrs.get(ATTR_SCHEDULE) or {}
-    family = sched.get("family") or trial.params.get("family", "?")
+    family = family_of(trial) or "?"
     rel = trial.user_attrs.get("relative") or {}
     parts = [f"lr={rel.get('learning_rate', trial.params.get('learning_rate', float('nan'))):.3g}"]
     for key, value in rel.items():
@@ -608,8 +608,7 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
         if t.user_attrs.get(ATTR_OUTCOME) == "diverged":
             state = "diverged"
         counts[state] += 1
-        sched = t.user_attrs.get(ATTR_SCHEDULE) or {}
-        family = sched.get("family") or t.params.get("family")
+        family = family_of(t)
         if t.state.name == "RUNNING":
             started = t.datetime_start.isoformat(" ", "seconds") if t.datetime_start else "?"
             running.append(

@@ -243,3 +243,15 @@ def test_compare_empty_study_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["compare", "empty", "--storage", url])
     assert result.exit_code != 0
     assert "no trial with a schedule family yet" in result.output
+
+
+def test_names_are_escaped_in_the_page_and_quoted_in_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'esc.db'}"
+    name = 'a<b>&"c d'
+    synthetic_study(url, name)
+    c = compare(name, url)
+    page = write_html(c, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "<b>" not in page and "a<b" not in page
+    assert "<h1>a&lt;b&gt;&amp;&quot;c d: which" in page
+    assert "lrsearch export &#x27;a&lt;b&gt;&amp;&quot;c d&#x27; --format python" in page
+    assert "lrsearch export 'a<b>&\"c d' --format python" in format_text(c)
