@@ -57,6 +57,7 @@ def retrain(
     from lrsearch._imports import select_backend
     from lrsearch.export import trial_schedule
     from lrsearch.objective import load_data, train
+    from lrsearch.schedules._plateau import detach_scale
     from lrsearch.space import SchedulePoint
     from lrsearch.study import stored_config
 
@@ -79,6 +80,7 @@ def retrain(
     )
     model: Any = result.extra["model"]
     path.parent.mkdir(parents=True, exist_ok=True)
+    detach_scale(model.optimizer)  # else Keras loads none of the optimizer's variables
     model.save(path)
     return RetrainResult(
         study=name,

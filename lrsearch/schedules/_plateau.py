@@ -21,7 +21,7 @@ from lrsearch.exceptions import ScheduleError
 
 keras = import_keras()
 
-__all__ = ["PlateauState", "PlateauCallback", "monitor_mode"]
+__all__ = ["PlateauState", "PlateauCallback", "detach_scale", "monitor_mode"]
 
 _MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "iou")
 
@@ -181,3 +181,24 @@ class PlateauCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
         if self.state.update(float(current)):
             self.cuts.append(epoch)
             self.schedule.scale_variable.assign(self.state.scale)
+
+
+def detach_scale(optimizer: Any) -> bool:
+    """Takes a plateau schedule's scale variable out of ``optimizer``'s saved state.
+
+    Call it before ``model.save``: Keras restores an optimizer's variables only when their count
+    matches, and a loaded model's optimizer has no scale variable (a :class:`PlateauCallback`
+    adds one when training starts), so a file saved with it loads with none of the optimizer's
+    state (step count, Adam moments). Without it the state loads; a new ``PlateauCallback``
+    binds a fresh scale when training goes on.
+
+    Returns:
+        Whether a scale variable was taken out.
+    """
+    variable = getattr(getattr(optimizer, "_learning_rate", None), "scale_variable", None)
+    tracked = getattr(optimizer, "_variables", None)
+    if variable is None or tracked is None:
+        return False
+    kept = [v for v in tracked if v is not variable]
+    optimizer._variables = kept  # Keras 3 keeps an optimizer's variables in this list
+    return len(kept) < len(tracked)
