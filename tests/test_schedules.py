@@ -522,6 +522,21 @@ def test_cosine_restarts_matches_pytorch_port(total_steps: int, params: dict[str
     assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
 
 
+@pytest.mark.parametrize("first_decay_steps", [7, 97, 107, 1013])
+def test_cosine_restarts_cycle_starts_match_pytorch_port(first_decay_steps: int) -> None:
+    """Each cycle restarts exactly at a multiple of first_decay_steps, on every backend (XLA
+    once gave the previous cycle's last value at step 107: 107 * (1/107) < 1 in float32)."""
+    params = {"learning_rate": 1.0, "first_decay_steps": first_decay_steps, "t_mul": 1.0}
+    total = 5 * first_decay_steps + 1
+    schedule = build_schedule("cosine_restarts", total_steps=total, **params)
+    steps = np.arange(total)
+    ref = restarts_port(total, schedule.get_config())
+    ours = lr_values(schedule, steps)
+    assert_lr_close(ours, ref, 1.0, steps)
+    starts = np.arange(1, 6) * first_decay_steps
+    np.testing.assert_allclose(ours[starts], 1.0, rtol=1e-6)
+
+
 # A realistic budget (100 epochs x 1000 steps), where float32 loses digits as t grows: a short
 # phase late in the budget (pct_start near 1), many cycles, gamma**t for t ~ 1e5.
 LONG_BUDGET_CASES = [

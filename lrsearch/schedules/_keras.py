@@ -159,7 +159,9 @@ class CosineSchedule(LRSearchSchedule):
 class CosineRestartsSchedule(LRSearchSchedule):
     """SGDR: cosine cycles, the i-th ``t_mul**i`` times longer and ``m_mul**i`` as high.
 
-    Equals ``keras.optimizers.schedules.CosineDecayRestarts`` at every step.
+    Equals ``keras.optimizers.schedules.CosineDecayRestarts`` at every step, except that with
+    ``t_mul == 1`` a cycle restarts exactly at its first step on every backend, where Keras's
+    float division can leave it one step late under XLA.
     """
 
     family = "cosine_restarts"
@@ -184,10 +186,17 @@ class CosineRestartsSchedule(LRSearchSchedule):
     def value(self, t: Any) -> Any:
         c = self._config
         t_mul, alpha = c["t_mul"], c["alpha"]
-        fraction = t / float(c["first_decay_steps"])
+        first = float(c["first_decay_steps"])
+        fraction = t / first
         if t_mul == 1.0:
+            # Cycles start at whole multiples of first_decay_steps, exact in float32; the
+            # division is not always (XLA multiplies by a reciprocal: 107 * (1/107) =
+            # 0.99999994), which would give the previous cycle's last value instead of the
+            # restart. Step to the cycle that holds t by exact comparisons.
             i_restart = ops.floor(fraction)
-            fraction = fraction - i_restart
+            i_restart = ops.where((i_restart + 1.0) * first <= t, i_restart + 1.0, i_restart)
+            i_restart = ops.where(i_restart * first > t, i_restart - 1.0, i_restart)
+            fraction = (t - i_restart * first) / first
         else:
             i_restart = ops.floor(ops.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
             t_pow = ops.power(t_mul, i_restart)
