@@ -97,6 +97,12 @@ _ARTIFACTS_HELP = (
 )
 
 
+def _trial_option(f: Any) -> Any:
+    return click.option(
+        "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
+    )(f)
+
+
 def _artifacts_option(f: Any) -> Any:
     return click.option("--artifacts", metavar="DIR", default=None, help=_ARTIFACTS_HELP)(f)
 
@@ -564,9 +570,7 @@ def compare(name: str, output: str | None, as_json: bool, storage: str | None) -
 
 @cli.command()
 @click.argument("name")
-@click.option(
-    "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
-)
+@_trial_option
 @click.option(
     "--format",
     "fmt",
@@ -615,9 +619,7 @@ def export(
 
 @cli.command()
 @click.argument("name")
-@click.option(
-    "--trial", "trial_number", type=int, default=None, help="Trial number [default: best]."
-)
+@_trial_option
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Epochs  [default: the study's]"
 )
