@@ -3,16 +3,21 @@ from __future__ import annotations
 # Tests of the schedule families against SCHEDULES.md (the project's reference for each family):
 # 1. the reference points it quotes;
 # 2. equality with the Keras schedule objects (step by step, also beyond the budget);
-# 3. equality with PyTorch schedulers: a float64 NumPy port of PyTorch's ``get_lr`` (always) and
-#    the real ``torch.optim.lr_scheduler`` classes (when torch happens to be installed);
+# 3. equality with PyTorch schedulers: the real ``torch.optim.lr_scheduler`` classes' values stored
+#    in tests/reference/ (every run, without torch), and float64 NumPy ports of PyTorch's
+#    ``get_lr``, pinned to those values, for every step of long budgets and random parameters;
 # 4. closed-form checks of the formula-only families and of every warmup;
 # 5. serialization (``get_config``, ``serialize``/``deserialize``, ``.keras`` files);
 # 6. validation (every invalid range, types, typos, non-finite values);
 # 7. Hypothesis properties over random valid parameters of every family.
 # Tolerance everywhere (SCHEDULES.md): |ours - ref| <= 1e-5 * |ref| + 1e-6 * peak.
+import importlib.util
 import inspect
+import json
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -33,9 +38,18 @@ REL_TOL, PEAK_TOL = 1e-5, 1e-6
 
 
 def lr_values(schedule: Any, steps: Any) -> np.ndarray:
-    """Our schedule evaluated (vectorized) at ``steps``, as float64."""
-    out = schedule(np.asarray(steps, dtype=np.int64))
-    return keras.ops.convert_to_numpy(out).astype(np.float64)
+    """Our schedule evaluated (vectorized) at ``steps``, as float64.
+
+    The steps are padded to a power-of-two length (repeating the last one), so that JAX, which
+    compiles each operation for each new shape, reuses its compilations across cases.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    if steps.ndim != 1 or steps.size == 0:
+        return keras.ops.convert_to_numpy(schedule(steps)).astype(np.float64)
+    padded = np.full(1 << (steps.size - 1).bit_length(), steps[-1])
+    padded[: steps.size] = steps
+    out = keras.ops.convert_to_numpy(schedule(padded)).astype(np.float64)
+    return out[: steps.size]
 
 
 def keras_values(schedule: Any, steps: Any) -> np.ndarray:
@@ -283,9 +297,14 @@ def test_matches_keras(
 
 
 # --- 3. PyTorch references --------------------------------------------------------------------
+# tests/reference/torch_schedulers.json holds what the real ``torch.optim.lr_scheduler`` classes
+# give for every case of tests/reference/make_torch_reference.py (run by hand in a venv with
+# torch; see its docstring), so every run compares with PyTorch itself and none needs torch.
 # The three functions below are literal float64 translations of PyTorch's own algorithms
 # (torch/optim/lr_scheduler.py, PyTorch 2.x), with the same variable names, so they can be read
-# side by side with the original. Our schedules are never used to compute them.
+# side by side with the original. Our schedules are never used to compute them. The stored values
+# pin them to PyTorch; they carry the comparison to every step of long budgets (the file stores a
+# sample) and to Hypothesis's random parameters (section 7).
 
 
 def torch_onecycle_port(
@@ -390,75 +409,6 @@ def torch_warm_restarts_port(
     return np.array(lrs)
 
 
-# (total_steps, our onecycle params); OneCycleLR gets max_lr=learning_rate, the rest by name.
-ONECYCLE_CASES = [
-    pytest.param(100, {"learning_rate": 0.1}, id="cos-2phase"),
-    pytest.param(97, {"learning_rate": 0.05, "pct_start": 0.25, "anneal": "linear"}, id="lin"),
-    pytest.param(
-        120,
-        {
-            "learning_rate": 0.2,
-            "three_phase": True,
-            "div_factor": 10.0,
-            "final_div_factor": 100.0,
-        },
-        id="cos-3phase",
-    ),
-    pytest.param(
-        83,
-        {"learning_rate": 1.0, "pct_start": 0.4, "three_phase": True, "anneal": "linear"},
-        id="lin-3phase",
-    ),
-    pytest.param(50, {"learning_rate": 0.1, "pct_start": 0.033}, id="short-rise"),
-]
-# (total_steps, our cyclic params); CyclicLR(base_lr=base_learning_rate, max_lr=learning_rate, ...)
-CYCLIC_CASES = [
-    pytest.param(
-        150,
-        {
-            "learning_rate": 0.1,
-            "base_learning_rate": 0.01,
-            "step_size_up": 7,
-            "step_size_down": 13,
-        },
-        id="triangular",
-    ),
-    pytest.param(
-        150,
-        {
-            "learning_rate": 0.5,
-            "base_learning_rate": 0.05,
-            "step_size_up": 10,
-            "step_size_down": 5,
-            "mode": "triangular2",
-        },
-        id="triangular2",
-    ),
-    pytest.param(
-        150,
-        {
-            "learning_rate": 0.1,
-            "base_learning_rate": 0.001,
-            "step_size_up": 6,
-            "step_size_down": 9,
-            "mode": "exp_range",
-            "gamma": 0.99,
-        },
-        id="exp_range",
-    ),
-]
-# (total_steps, our cosine_restarts params with m_mul=1); integer t_mul as PyTorch requires.
-RESTARTS_CASES = [
-    pytest.param(160, {"learning_rate": 0.1, "first_decay_steps": 17, "t_mul": 1.0}, id="tmul1"),
-    pytest.param(160, {"learning_rate": 0.1, "first_decay_steps": 10, "t_mul": 2.0}, id="tmul2"),
-    pytest.param(
-        160,
-        {"learning_rate": 0.3, "first_decay_steps": 5, "t_mul": 3.0, "alpha": 0.1},
-        id="tmul3-alpha",
-    ),
-]
-
-
 def onecycle_port(total_steps: int, p: dict[str, Any]) -> np.ndarray:
     return torch_onecycle_port(
         total_steps,
@@ -493,33 +443,126 @@ def restarts_port(total_steps: int, p: dict[str, Any]) -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize(("total_steps", "params"), ONECYCLE_CASES)
-def test_onecycle_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
+PORTS = {"onecycle": onecycle_port, "cyclic": cyclic_port, "cosine_restarts": restarts_port}
+
+TORCH_REFERENCE = Path(__file__).resolve().parent / "reference" / "torch_schedulers.json"
+TORCH_GENERATOR = TORCH_REFERENCE.with_name("make_torch_reference.py")
+# The families with a PyTorch counterpart. ``constant`` needs no scheduler; ``plateau``'s cuts
+# follow Keras's ReduceLROnPlateau (test_plateau.py), whose counting differs from PyTorch's.
+TORCH_FAMILIES = {
+    "onecycle",  # OneCycleLR
+    "cyclic",  # CyclicLR
+    "cosine_restarts",  # CosineAnnealingWarmRestarts (m_mul = 1, integer t_mul)
+    "cosine",  # [LinearLR warmup, then] CosineAnnealingLR
+    "polynomial",  # [LinearLR, then] PolynomialLR (end_learning_rate = 0)
+    "warmup_decay",  # [LinearLR, then] ExponentialLR or StepLR (staircase)
+    "wsd",  # [LinearLR,] ConstantLR, then LinearLR or CosineAnnealingLR (no sqrt decay)
+}
+
+
+def _load_torch_reference() -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(TORCH_REFERENCE.read_text()))
+    except FileNotFoundError:
+        return None
+
+
+TORCH_REF = _load_torch_reference()
+
+
+def no_torch_reference(what: str) -> None:
+    """Skips for lack of stored PyTorch values, or fails under ``CI`` (as tests/servers.py)."""
+    message = (
+        f"no stored PyTorch values ({what}): run tests/reference/{TORCH_GENERATOR.name} "
+        "with torch installed (see its docstring)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def torch_reference_cases(families: Any = TORCH_FAMILIES) -> list[Any]:
+    """One pytest param per stored case of ``families``, or one that skips/fails if none."""
+    cases = [] if TORCH_REF is None else TORCH_REF["cases"]
+    params = [pytest.param(c, id=c["id"]) for c in cases if c["family"] in families]
+    return params or [pytest.param(None, id="missing")]
+
+
+def stored_case(case: dict[str, Any] | None) -> dict[str, Any]:
+    if case is None:
+        no_torch_reference(f"{TORCH_REFERENCE.name} missing or without such cases")
+    assert case is not None
+    return case
+
+
+def stored_steps(case: dict[str, Any]) -> np.ndarray:
+    """The steps whose learning rates ``case`` stores (its ranges, merged)."""
+    return np.unique(np.concatenate([np.arange(*r) for r in case["steps"]]))
+
+
+@pytest.mark.parametrize("case", torch_reference_cases())
+def test_matches_pytorch_reference(case: dict[str, Any] | None) -> None:
+    """Our schedule gives PyTorch's learning rate at every stored step (float32 accuracy)."""
+    case = stored_case(case)
+    schedule = build_schedule(case["family"], total_steps=case["total_steps"], **case["params"])
+    steps = stored_steps(case)
+    eta = case["params"]["learning_rate"]
+    assert_lr_close(lr_values(schedule, steps), case["lrs"], eta, steps)
+
+
+@pytest.mark.parametrize("case", torch_reference_cases(PORTS))
+def test_pytorch_port_matches_reference(case: dict[str, Any] | None) -> None:
+    """Each port gives PyTorch's values to float64 rounding, so tests against it test PyTorch."""
+    case = stored_case(case)
+    resolved = resolve_params(case["family"], total_steps=case["total_steps"], **case["params"])
+    steps = stored_steps(case)
+    port = PORTS[case["family"]](case["total_steps"], resolved)
+    np.testing.assert_allclose(port[steps], case["lrs"], rtol=1e-12, atol=1e-15)
+
+
+def test_pytorch_reference_is_generated_from_the_case_table() -> None:
+    """The stored file is what make_torch_reference.py writes from its current table (same
+    cases, parameters, PyTorch schedulers and steps), with one finite value per stored step, and
+    covers every family with a PyTorch counterpart."""
+    if TORCH_REF is None:
+        no_torch_reference(f"{TORCH_REFERENCE.name} missing")
+    assert TORCH_REF is not None
+    spec = importlib.util.spec_from_file_location("make_torch_reference", TORCH_GENERATOR)
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)  # the standard library only: no torch needed
+    assert TORCH_REF["format"] == generator.FORMAT
+    assert TORCH_REF["torch_version"]
+    table = {c["id"]: c for c in generator.cases()}
+    stored = {c["id"]: c for c in TORCH_REF["cases"]}
+    regenerate = f"the case table changed: run {TORCH_GENERATOR.name} again"
+    assert list(stored) == list(table), regenerate
+    for case_id, case in stored.items():
+        assert {**case, "lrs": None} == {**table[case_id], "lrs": None}, f"{case_id}: {regenerate}"
+        lrs = np.asarray(case["lrs"], np.float64)
+        assert lrs.shape == stored_steps(case).shape, case_id
+        assert np.all(np.isfinite(lrs)) and np.all(lrs >= 0), case_id
+    assert {c["family"] for c in stored.values()} == TORCH_FAMILIES
+
+
+@pytest.mark.parametrize(
+    ("total_steps", "params"),
+    [
+        (100, {"learning_rate": 0.1}),
+        (97, {"learning_rate": 0.05, "pct_start": 0.25, "anneal": "linear"}),
+        (120, {"learning_rate": 0.2, "three_phase": True, "final_div_factor": 100.0}),
+    ],
+    ids=["cos", "linear", "3phase"],
+)
+def test_onecycle_beyond_the_budget_matches_formula(
+    total_steps: int, params: dict[str, Any]
+) -> None:
+    """PyTorch raises past the budget; we stay at the minimum lr."""
     schedule = build_schedule("onecycle", total_steps=total_steps, **params)
     eta = params["learning_rate"]
-    steps = np.arange(total_steps)
-    ref = onecycle_port(total_steps, params)
-    assert_lr_close(lr_values(schedule, steps), ref, eta, steps)
-    # PyTorch raises past the budget; we stay at the minimum lr.
-    beyond = np.arange(total_steps, total_steps * 3 // 2)
+    beyond = np.arange(total_steps - 1, total_steps * 3 // 2)
     min_lr = eta / params.get("div_factor", 25.0) / params.get("final_div_factor", 1e4)
     assert_lr_close(lr_values(schedule, beyond), np.full(len(beyond), min_lr), eta, beyond)
-
-
-@pytest.mark.parametrize(("total_steps", "params"), CYCLIC_CASES)
-def test_cyclic_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
-    schedule = build_schedule("cyclic", total_steps=total_steps, **params)
-    steps = np.arange(total_steps)
-    ref = cyclic_port(total_steps, params)
-    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
-
-
-@pytest.mark.parametrize(("total_steps", "params"), RESTARTS_CASES)
-def test_cosine_restarts_matches_pytorch_port(total_steps: int, params: dict[str, Any]) -> None:
-    schedule = build_schedule("cosine_restarts", total_steps=total_steps, **params)
-    steps = np.arange(total_steps)
-    ref = restarts_port(total_steps, params)
-    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
 
 
 @pytest.mark.parametrize("first_decay_steps", [7, 97, 107, 1013])
@@ -591,102 +634,6 @@ def test_matches_pytorch_port_over_a_long_budget(
     schedule = build_schedule(family, total_steps=total_steps, **params)
     steps = np.arange(total_steps)
     ref = port(total_steps, params)
-    assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
-
-
-def torch_lrs(make_scheduler: Callable[[Any], Any], n_steps: int) -> np.ndarray:
-    """Steps a real PyTorch scheduler on a dummy SGD and records lr(0..n_steps-1)."""
-    torch = pytest.importorskip("torch")
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
-    scheduler = make_scheduler(optimizer)
-    lrs = [scheduler.get_last_lr()[0]]
-    for _ in range(n_steps - 1):
-        optimizer.step()
-        scheduler.step()
-        lrs.append(scheduler.get_last_lr()[0])
-    return np.array(lrs)
-
-
-def _real_onecycle(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
-    import torch
-
-    return lambda opt: torch.optim.lr_scheduler.OneCycleLR(
-        opt,
-        max_lr=p["learning_rate"],
-        total_steps=total_steps,
-        pct_start=p.get("pct_start", 0.3),
-        anneal_strategy=p.get("anneal", "cos"),
-        cycle_momentum=False,
-        div_factor=p.get("div_factor", 25.0),
-        final_div_factor=p.get("final_div_factor", 1e4),
-        three_phase=p.get("three_phase", False),
-    )
-
-
-def _real_cyclic(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
-    import torch
-
-    return lambda opt: torch.optim.lr_scheduler.CyclicLR(
-        opt,
-        base_lr=p["base_learning_rate"],
-        max_lr=p["learning_rate"],
-        step_size_up=p["step_size_up"],
-        step_size_down=p.get("step_size_down"),
-        mode=p.get("mode", "triangular"),
-        gamma=p.get("gamma", 1.0),
-        cycle_momentum=False,
-    )
-
-
-def _real_restarts(total_steps: int, p: dict[str, Any]) -> Callable[[Any], Any]:
-    import torch
-
-    def make(opt: Any) -> Any:
-        for group in opt.param_groups:
-            group["lr"] = p["learning_rate"]
-        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            opt,
-            T_0=p["first_decay_steps"],
-            T_mult=int(p["t_mul"]),
-            eta_min=p.get("alpha", 0.0) * p["learning_rate"],
-        )
-
-    return make
-
-
-TORCH_CASES = [
-    *(
-        pytest.param("onecycle", c.values[0], c.values[1], _real_onecycle, onecycle_port, id=c.id)
-        for c in ONECYCLE_CASES
-    ),
-    *(
-        pytest.param("cyclic", c.values[0], c.values[1], _real_cyclic, cyclic_port, id=c.id)
-        for c in CYCLIC_CASES
-    ),
-    *(
-        pytest.param(
-            "cosine_restarts", c.values[0], c.values[1], _real_restarts, restarts_port, id=c.id
-        )
-        for c in RESTARTS_CASES
-    ),
-]
-
-
-@pytest.mark.parametrize(("family", "total_steps", "params", "real", "port"), TORCH_CASES)
-def test_matches_real_pytorch(
-    family: str,
-    total_steps: int,
-    params: dict[str, Any],
-    real: Callable[..., Any],
-    port: Callable[..., np.ndarray],
-) -> None:
-    pytest.importorskip("torch")
-    ref = torch_lrs(real(total_steps, params), total_steps)
-    # The port is faithful to PyTorch (to float64 rounding) ...
-    np.testing.assert_allclose(port(total_steps, params), ref, rtol=1e-12, atol=1e-15)
-    # ... and so are we (to float32 accuracy).
-    schedule = build_schedule(family, total_steps=total_steps, **params)
-    steps = np.arange(total_steps)
     assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
 
 
@@ -1248,9 +1195,6 @@ def test_final_value_is_held(family: str, data: st.DataObject) -> None:
     steps = np.arange(step, step + 11)  # the value and what follows it
     eta = p["learning_rate"]
     assert_lr_close(lr_values(schedule, steps), np.full(len(steps), value), eta, steps)
-
-
-PORTS = {"onecycle": onecycle_port, "cyclic": cyclic_port, "cosine_restarts": restarts_port}
 
 
 @pytest.mark.parametrize("family", list(PORTS))
