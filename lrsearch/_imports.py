@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
-__all__ = ["BACKENDS", "import_keras", "quiet_stderr", "select_backend"]
+__all__ = ["BACKENDS", "check_backend", "import_keras", "quiet_stderr", "select_backend"]
 
 BACKENDS = ("tensorflow", "jax")
 _EXTRA = {"tensorflow": "tensorflow", "jax": "lrsearch[jax]"}
@@ -76,12 +76,7 @@ def select_backend(name: str | None = None) -> str:
     """
     from lrsearch.exceptions import ConfigError
 
-    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
-    if name not in BACKENDS:
-        raise ConfigError(
-            f"Unknown Keras backend {name!r}; use one of {', '.join(BACKENDS)} "
-            "(training.backend, --backend or KERAS_BACKEND)."
-        )
+    name = check_backend(name)
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "backend"):
         current = keras.backend.backend()
@@ -91,9 +86,31 @@ def select_backend(name: str | None = None) -> str:
                 "needs a fresh process (run lrsearch again with --backend)."
             )
         return name
-    if importlib.util.find_spec(name) is None:
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
+def check_backend(name: str | None = None) -> str:
+    """The backend ``name`` (else ``$KERAS_BACKEND``, else ``tensorflow``) if it is known and
+    installed; imports nothing.
+
+    Raises:
+        ConfigError: an unknown backend, or one that is not installed.
+    """
+    from lrsearch.exceptions import ConfigError
+
+    name = name or os.environ.get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        raise ConfigError(
+            f"Unknown Keras backend {name!r}; use one of {', '.join(BACKENDS)} "
+            "(training.backend, --backend or KERAS_BACKEND)."
+        )
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # e.g. sys.modules[name] is None
+        found = False
+    if not found:
         raise ConfigError(
             f"Keras backend {name!r} is not installed: pip install '{_EXTRA[name]}'."
         )
-    os.environ["KERAS_BACKEND"] = name
     return name

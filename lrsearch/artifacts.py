@@ -18,7 +18,6 @@ import base64
 import csv
 import io
 import math
-import os
 import sys
 import tempfile
 import threading
@@ -28,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrsearch import settings
 from lrsearch.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ __all__ = [
     "top_schedules",
 ]
 
-ENV_VAR = "LRSEARCH_ARTIFACTS"
+ENV_VAR = settings.ARTIFACTS
 OFF = "none"  # --artifacts none: no pictures, no study note
 NO_STORE_WARNING = (
     "no artifact store: pass --artifacts DIR (a folder every worker and the dashboard see) "
@@ -96,10 +96,21 @@ def default_location(storage_url: str) -> str | None:
 
 def resolve_artifacts(setting: str | None, storage_url: str) -> str | None:
     """``setting``, else ``$LRSEARCH_ARTIFACTS``, else :func:`default_location`."""
-    return setting or os.environ.get(ENV_VAR) or default_location(storage_url)
+    return setting or settings.env_text(ENV_VAR) or default_location(storage_url)
 
 
-def open_artifact_store(location: str) -> Any:
+def _source(setting: str | None) -> str:
+    """How messages name where the artifact location came from."""
+    return (
+        "--artifacts"
+        if setting
+        else f"${ENV_VAR}"
+        if settings.env_text(ENV_VAR)
+        else "the default"
+    )
+
+
+def open_artifact_store(location: str, source: str = "--artifacts") -> Any:
     """An Optuna artifact store: ``s3://bucket/prefix`` (boto3) or a local folder (created).
 
     Raises:
@@ -110,7 +121,9 @@ def open_artifact_store(location: str) -> Any:
 
         bucket, _, prefix = location[len("s3://") :].partition("/")
         if not bucket:
-            raise ConfigError(f"--artifacts {location!r}: give s3://bucket or s3://bucket/prefix")
+            raise ConfigError(
+                f"{source} = {location!r} names no bucket; give s3://bucket or s3://bucket/prefix"
+            )
         store = Boto3ArtifactStore(bucket)
         return _PrefixedStore(store, prefix.strip("/")) if prefix.strip("/") else store
     from optuna.artifacts import FileSystemArtifactStore
@@ -120,7 +133,8 @@ def open_artifact_store(location: str) -> Any:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            f"--artifacts {location!r}: cannot create the folder ({exc.strerror})"
+            f"{source} = {location!r}: cannot create the folder ({exc.strerror}); give a "
+            "writable folder, or 'none' to turn pictures off"
         ) from None
     return FileSystemArtifactStore(base_path=folder)
 
@@ -153,7 +167,20 @@ def artifact_store_for(setting: str | None, storage_url: str) -> Any | None:
     if location is None:
         _warn_once("none", NO_STORE_WARNING)
         return None
-    return open_artifact_store(location)
+    return open_artifact_store(location, _source(setting))
+
+
+def recorder_for(setting: str | None, storage_url: str, config: Any) -> ArtifactRecorder | None:
+    """The artifact recorder of a run (``None``, warned once, without a store)."""
+    store = artifact_store_for(setting, storage_url)
+    if store is None:
+        return None
+    return ArtifactRecorder(
+        store,
+        epochs=config.training.epochs,
+        metric=config.study.metric,
+        warn=lambda message: print(message, file=sys.stderr, flush=True),
+    )
 
 
 def best_per_family(trials: list[Any], maximize: bool) -> dict[str, dict[str, Any]]:

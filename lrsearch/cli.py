@@ -15,25 +15,36 @@ from typing import Any
 import click
 
 from lrsearch import __version__
-from lrsearch.exceptions import ConfigError, Interrupted, LRSearchError, ScheduleError
-from lrsearch.storage import mask_url
+from lrsearch.exceptions import Interrupted, LRSearchError, ScheduleError, exit_code_for
+from lrsearch.storage import mask_text
 
 __all__ = ["cli", "main"]
 
-_USAGE_ERRORS = (ConfigError, ScheduleError)
-
 
 def _invoke_reporting_errors(invoke: Any, ctx: click.Context) -> Any:
-    """Runs a command; lrsearch's errors become one line (exit 2 for bad input, else 1)."""
+    """Runs a command; lrsearch's errors become one line ``Error: ...`` and the exit code of
+    :func:`lrsearch.exceptions.exit_code_for` (2 bad input, 1 environment, 130 Ctrl-C)."""
     try:
         return invoke(ctx)
-    except _USAGE_ERRORS as exc:
-        raise click.UsageError(str(exc), ctx=ctx) from None
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
     except LRSearchError as exc:
-        raise click.ClickException(mask_url(str(exc))) from None
+        click.echo(f"Error: {_one_line(mask_text(str(exc)))}", err=True)
+        ctx.exit(exit_code_for(exc))
+    except Exception as exc:
+        from lrsearch.storage import describe_storage_error, is_storage_error
+
+        if not is_storage_error(exc):
+            raise
+        click.echo(f"Error: {_one_line(describe_storage_error(exc))}", err=True)
+        ctx.exit(1)
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """A message on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class _Command(click.Command):
@@ -142,7 +153,6 @@ def _run_options(f: Any) -> Any:
                 default=None,
                 help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
             ),
-            click.option("--worker-label", default="", hidden=True),
         ]
     ):
         f = option(f)
@@ -162,80 +172,56 @@ def _run(
     allow_changed: bool,
     workers: int,
     no_progress: bool,
-    worker_label: str,
-    worker_args: list[str],
     backend: str | None,
     artifacts: str | None = None,
 ) -> None:
-    """Runs the study here, or in ``workers`` child processes, and prints the summary."""
-    from lrsearch.storage import resolve_storage_url
-    from lrsearch.study import prepare_study, run_prepared, study_progress
+    """Runs the study in worker processes (:mod:`lrsearch.workers`) and prints the summary."""
+    import os
+    import time
 
-    url = resolve_storage_url(storage)
-    prepared = prepare_study(
-        config,
-        study_file_text=text,
-        base_dir=base_dir,
+    from lrsearch import settings
+    from lrsearch._imports import check_backend
+    from lrsearch.storage import check_storage_url
+    from lrsearch.workers import WorkerJob, run_workers
+
+    url = check_storage_url(storage)
+    settings.grace_period(settings.heartbeat_interval())  # bad values: one line, before work
+    check_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
+    started = time.perf_counter()
+    timeout = timeout if timeout is not None else config.study.timeout
+    job = WorkerJob(
+        config=config.normalized(),
         storage_url=url,
+        study_file_text=text,
+        base_dir=str(base_dir) if base_dir is not None else None,
         study_name=study_name,
         n_trials=n_trials,
         allow_changed=allow_changed,
         backend=backend,
+        artifacts=artifacts,
+        deadline=None if timeout is None else time.time() + timeout,
+        progress=not no_progress,
+        recycle_mb=settings.recycle_mb(),
     )
-    name = prepared.study.study_name
-    _backend_hint(config, worker_label)
-    if not worker_label:
-        click.echo(
-            f"study {name!r}: {config.training.epochs} epochs per trial, budget "
-            f"{prepared.budget} trials, storage {mask_url(url)}"
-            + (f", {workers} workers" if workers > 1 else "")
-        )
-    recorder = _recorder(prepared, url, artifacts)
-    if workers > 1:
-        from lrsearch.workers import run_workers
+    report = run_workers(
+        job,
+        workers,
+        progress=_progress_reader(url),
+        echo=lambda line, err: click.echo(line, err=err),
+        show_bar=not no_progress,
+    )
+    if report.exit_code or report.study_name is None:
+        ctx.exit(report.exit_code or 1)
+    from lrsearch.study import run_summary
 
-        args = [
-            *worker_args,
-            "--storage",
-            url,
-            "--n-trials",
-            str(prepared.budget),
-            "--no-progress",
-        ]
-        if timeout is not None:
-            args += ["--timeout", str(timeout)]
-        args += ["--backend", _current_backend()]
-        if artifacts:
-            args += ["--artifacts", artifacts]
-        code = run_workers(
-            workers,
-            args,
-            progress=lambda: study_progress(prepared.study, prepared.budget),
-            echo=click.echo,
-            show_bar=not no_progress,
-        )
-        if code:
-            ctx.exit(code)
-        summary = run_prepared(
-            prepared, progress=False, echo=click.echo, poll_seconds=0.5, artifacts=recorder
-        )
-    else:
-        summary = run_prepared(
-            prepared,
-            timeout=timeout if timeout is not None else config.study.timeout,
-            progress=not no_progress,
-            echo=click.echo,
-            label=worker_label,
-            artifacts=recorder,
-        )
+    summary = run_summary(report.study_name, url, ran=report.ran)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
-    prefix = f"[{worker_label}] " if worker_label else ""
+    seconds = time.perf_counter() - started
     click.echo(
-        f"{prefix}done: {summary.finished}/{summary.n_trials} finished ({counts}); "
-        f"{summary.ran} trial(s) run here in {summary.seconds:.0f}s"
+        f"done: {summary.finished}/{summary.n_trials} finished ({counts}); "
+        f"{summary.ran} trial(s) run here in {seconds:.0f}s"
+        + (f" by {workers} workers" if workers > 1 else "")
     )
-    if worker_label:
-        return
     if summary.best is not None:
         best = summary.best
         sched = best.get("schedule") or {}
@@ -248,45 +234,19 @@ def _run(
     click.echo(f"             lrsearch compare {name} --storage {url} -o report.html")
 
 
-def _recorder(prepared: Any, url: str, artifacts: str | None) -> Any:
-    """The artifact recorder of a run, or ``None`` (warned once) without a store."""
-    from lrsearch.artifacts import ArtifactRecorder, artifact_store_for
+def _progress_reader(url: str) -> Any:
+    """Reads ``(finished, budget, best)`` of a study for the several-workers progress bar."""
+    cache: dict[str, Any] = {}
 
-    store = artifact_store_for(artifacts, url)
-    if store is None:
-        return None
-    config = prepared.objective.config
-    return ArtifactRecorder(
-        store,
-        epochs=config.training.epochs,
-        metric=config.study.metric,
-        warn=lambda message: click.echo(message, err=True),
-    )
+    def read(name: str) -> tuple[int, int, str]:
+        from lrsearch.study import load_study, study_progress
 
+        if name not in cache:
+            cache[name] = load_study(name, url)
+        study = cache[name]
+        return study_progress(study, int(study.user_attrs.get("lrsearch.n_trials") or 0))
 
-def _current_backend() -> str:
-    from lrsearch._imports import import_keras
-
-    return str(import_keras().backend.backend())
-
-
-# Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
-# model type faster, and by how much.
-_FASTER_BACKEND = {"mlp": ("tensorflow", "1.6"), "cnn": ("tensorflow", "1.1")}
-
-
-def _backend_hint(config: Any, worker_label: str) -> None:
-    """One line when the chosen backend is the slower one for this kind of model."""
-    known = _FASTER_BACKEND.get(config.model.type)
-    if worker_label or known is None:
-        return
-    faster, ratio = known
-    current = _current_backend()
-    if current != faster:
-        click.echo(
-            f"hint: {faster} trained {config.model.type} models ~{ratio}x faster than {current} "
-            f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
-        )
+    return read
 
 
 @cli.command()
@@ -309,7 +269,6 @@ def start(
     workers: int,
     no_progress: bool,
     backend: str | None,
-    worker_label: str,
     study_name: str | None,
     allow_changed: bool,
 ) -> None:
@@ -330,9 +289,11 @@ def start(
     """
     from pathlib import Path
 
-    from lrsearch.config import load_study_file
+    from lrsearch.config import check_study_name, load_study_file
 
     config, text = load_study_file(study_file)
+    if study_name is not None:
+        check_study_name(study_name, field="--study-name")
     _run(
         ctx,
         config,
@@ -345,12 +306,8 @@ def start(
         allow_changed=allow_changed,
         workers=workers,
         no_progress=no_progress,
-        worker_label=worker_label,
         backend=backend,
         artifacts=artifacts,
-        worker_args=["start", study_file]
-        + (["--study-name", study_name] if study_name else [])
-        + (["--allow-changed"] if allow_changed else []),
     )
 
 
@@ -368,7 +325,6 @@ def resume(
     workers: int,
     no_progress: bool,
     backend: str | None,
-    worker_label: str,
 ) -> None:
     """Continue study NAME from the database alone, until its budget is met.
 
@@ -382,7 +338,6 @@ def resume(
       lrsearch resume digits-mlp --n-trials 80 --workers 2
       lrsearch resume digits-mlp --storage postgresql+psycopg://me:pw@db/optuna
     """
-    from pathlib import Path
 
     from lrsearch.study import stored_budget, stored_config
 
@@ -391,7 +346,7 @@ def resume(
         ctx,
         config,
         text,
-        base_dir=Path.cwd(),
+        base_dir=None,  # relative data paths: from the current folder
         storage=storage,
         study_name=name,
         n_trials=n_trials or stored_budget(name, storage),
@@ -399,8 +354,6 @@ def resume(
         allow_changed=False,
         workers=workers,
         no_progress=no_progress,
-        worker_label=worker_label,
-        worker_args=["resume", name],
         backend=backend,
         artifacts=artifacts,
     )
@@ -486,6 +439,8 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         click.echo("best per family:")
         for family, b in info["best_per_family"].items():
             click.echo(f"  {family:<16} {b['value']:.4f}  (trial #{b['number']})")
+    for f in info["failed"]:
+        click.echo(f"failed: trial #{f['number']} {f['family'] or '?'}: {f['error']}")
     for r in info["running"]:
         stale = "  STALE (no heartbeat: lrsearch reap)" if r.get("stale") else ""
         click.echo(
@@ -550,9 +505,14 @@ def compare(name: str, output: str | None, as_json: bool, storage: str | None) -
       lrsearch compare digits-mlp -o report/          # PNGs + families.csv
       lrsearch compare digits-mlp --json
     """
+    from lrsearch.outputs import check_output_file, check_output_folder
     from lrsearch.report import compare as run_compare
     from lrsearch.report import format_text, write_folder, write_html
 
+    html = output is not None and output.lower().endswith((".html", ".htm"))
+    if output is not None:
+        check = check_output_file if html else check_output_folder
+        check(output, option="-o")
     comparison = run_compare(name, storage)
     if as_json:
         click.echo(json.dumps(comparison.to_dict(), indent=2))
@@ -561,7 +521,7 @@ def compare(name: str, output: str | None, as_json: bool, storage: str | None) -
     if output is None:
         return
     click.echo(f"writing {output} ...", err=True)
-    if output.lower().endswith((".html", ".htm")):
+    if html:
         written = [write_html(comparison, output)]
     else:
         written = write_folder(comparison, output)
@@ -605,7 +565,10 @@ def export(
       lrsearch export digits-mlp --format keras -o schedule.json
     """
     from lrsearch.export import export_schedule, trial_schedule
+    from lrsearch.outputs import check_output_file
 
+    if output is not None:
+        check_output_file(output, option="-o")
     schedule, frozen = trial_schedule(name, storage, trial_number)
     text = export_schedule(schedule, fmt)
     if output is None:
@@ -636,8 +599,9 @@ def retrain(
     """Train the best trial (or --trial N) of study NAME again and save the model.
 
     Uses the study's stored data, model and optimizer settings, the trial's
-    schedule and seed. Load the file with keras.saving.load_model after
-    import lrsearch.schedules.
+    schedule and seed; relative data paths resolve from the current folder.
+    The --save path is checked before the training. Load the file with
+    keras.saving.load_model after import lrsearch.schedules.
 
     \b
     Examples:
@@ -782,8 +746,13 @@ def _parse_int(text: str) -> int | float:
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
 )
 @click.argument("family")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1, max=1_000_000), default=20, show_default=True)
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=100,
+    show_default=True,
+)
 @click.option(
     "-o",
     "--output",
@@ -812,16 +781,19 @@ def plot(
       lrsearch schedules plot wsd --warmup-steps 100 --decay-shape sqrt --log
       lrsearch schedules plot cosine_restarts --first-decay-steps 200 --t-mul 1
     """
-    from lrsearch.plots import describe_params, plot_schedule, schedule_values
+    from lrsearch.outputs import check_output_file
+    from lrsearch.plots import curve_steps, describe_params, plot_schedule, schedule_values
     from lrsearch.schedules import get_family, resolve_params
 
     params = _parse_extra_params(family, ctx.args)
+    output = str(check_output_file(output or f"{family}.png", option="-o"))
     if family == "warmup_decay":
         params.setdefault("steps_per_epoch", steps_per_epoch)
     total = epochs * steps_per_epoch
     resolved = resolve_params(family, total_steps=total, **params)
     schedule = get_family(family).schedule_class(**resolved)
-    values = schedule_values(schedule, total)
+    steps = curve_steps(total)
+    values = schedule_values(schedule, total, steps=steps)
     note = None
     if family == "plateau":
         note = "Plateau cuts depend on the monitored metric during training; shown without cuts."
@@ -829,18 +801,23 @@ def plot(
         values,
         steps_per_epoch=steps_per_epoch,
         title=f"{family}: {describe_params(resolved, skip=('total_steps',))}",
-        path=output or f"{family}.png",
+        path=output,
         log_scale=log_scale,
         note=note,
+        steps=steps,
     )
+    sampled = f", drawn at {len(steps):,} of its {total:,} steps" if len(steps) < total else ""
     click.echo(
         f"wrote {out} ({family}, {epochs} epochs x {steps_per_epoch} steps; "
-        f"lr from {values[0]:.3g} to {values[-1]:.3g}, max {values.max():.3g})"
+        f"lr from {values[0]:.3g} to {values[-1]:.3g}, max {values.max():.3g}{sampled})"
     )
 
 
 def main() -> None:
     """Console-script entry point."""
+    from lrsearch.workers import quiet_experimental_warnings
+
+    quiet_experimental_warnings()
     cli(prog_name="lrsearch")
 
 

@@ -110,7 +110,9 @@ def make_app(storage_url: str, artifact_store: Any = None, *, readonly: bool = F
     from lrsearch.storage import open_storage
 
     app = wrap_long_lines(
-        optuna_dashboard.wsgi(open_storage(storage_url), artifact_store=artifact_store)
+        optuna_dashboard.wsgi(
+            open_storage(storage_url, create=False), artifact_store=artifact_store
+        )
     )
     return read_only(app) if readonly else app
 

@@ -35,6 +35,7 @@ import importlib
 import math
 import os
 import sys
+import traceback
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,8 +51,10 @@ __all__ = [
     "KERAS_SOURCES",
     "SOURCE_FORMS",
     "Dataset",
+    "check_source",
     "clear_cache",
     "load_dataset",
+    "source_problem",
 ]
 
 BUILTIN_SOURCES: dict[str, str] = {
@@ -181,25 +184,28 @@ def load_dataset(
         The :class:`Dataset`. The same arguments return the same object within a process.
 
     Raises:
-        DataError: The source is malformed, missing, unreadable or holds invalid data; the
-            message says what is wrong and how to fix it.
+        ConfigError: A mistake in the source string itself (see :func:`check_source`), a path
+            that names no file or a ``python:`` module that is not there (like a typo in the
+            study file: the CLI exits 2).
+        DataError: A file or function that is there but cannot be read, raises, or gives invalid
+            data (the CLI exits 1); the message says what is wrong and how to fix it.
 
     Example:
         >>> ds = load_dataset("digits", validation_split=0.25, seed=0, limit=100)
         >>> ds.x_train.shape, ds.kind
         ((100, 8, 8, 1), 'image')
     """
-    if not isinstance(source, str) or not source.strip():
-        raise DataError(f"data.source must be a non-empty string. Received: {source!r}")
-    source = source.strip()
+    source = check_source(source)
     if (
         isinstance(validation_split, bool)
         or not isinstance(validation_split, int | float)
         or not 0.0 < float(validation_split) < 1.0
     ):
         raise DataError(f"data.validation_split must be in (0, 1). Received: {validation_split!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise DataError(f"data.seed must be a non-negative integer. Received: {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise DataError(
+            f"seed must be an integer in [0, 2**32) (study.seed). Received: {_shown(seed)}"
+        )
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"data.limit must be a positive integer or unset. Received: {limit!r}")
     if not isinstance(label_column, str) or not label_column:
@@ -214,19 +220,112 @@ def load_dataset(
         location, stamp = os.fspath(path), (stat.st_mtime_ns, stat.st_size)
     elif scheme == "python":
         location = os.fspath(Path(base_dir or Path.cwd()).resolve())
-    elif scheme == "keras":
-        if rest not in KERAS_SOURCES:
-            raise DataError(
-                f"Unknown Keras dataset {rest!r} (data.source = {source!r})."
-                f"{_hint(rest, KERAS_SOURCES)} Use one of: "
-                + ", ".join(f"keras:{name}" for name in KERAS_SOURCES)
-                + "."
-            )
-    elif source not in BUILTIN_SOURCES:
-        raise _unknown_source(source)
     return _load_cached(
         source, float(validation_split), seed, label_column, limit, location, stamp
     )
+
+
+def check_source(source: Any) -> str:
+    """Checks the form of a source string, without touching files, modules or the network.
+
+    This is what the study-file schema checks for ``data.source``: an unknown name or scheme, a
+    ``keras:`` dataset that does not exist, ``npz:`` or ``csv:`` without a path, a malformed
+    ``python:module:function``. Whether the file or module is there is :func:`load_dataset`'s
+    business.
+
+    Returns:
+        The source without surrounding whitespace (around the path or name too).
+
+    Raises:
+        ConfigError: ``data.source = '...': what is wrong``, with a did-you-mean and the valid
+            forms.
+
+    Example:
+        >>> check_source(" wine ")
+        'wine'
+        >>> check_source("digts")
+        Traceback (most recent call last):
+        ...
+        lrsearch.exceptions.ConfigError: data.source = 'digts': not a data source. Did you mean 'digits'? ...
+    """  # noqa: E501
+    problem = source_problem(source)
+    if problem is not None:
+        raise ConfigError(f"data.source = {_shown(source)}: {problem}")
+    scheme, sep, rest = str(source).strip().partition(":")
+    return f"{scheme}:{rest.strip()}" if sep else scheme
+
+
+def source_problem(source: Any) -> str | None:
+    """What is wrong with the form of ``source`` (one sentence and the fix), or ``None``.
+
+    Example:
+        >>> source_problem("keras:mnst")
+        "unknown Keras dataset 'mnst'. Did you mean 'mnist'? Use one of: keras:mnist, ..."
+    """
+    if not isinstance(source, str):
+        return f"must be a string such as 'digits' or 'npz:PATH', not {type(source).__name__}"
+    source = source.strip()
+    if not source:
+        return f"is empty; use one of: {', '.join(SOURCE_FORMS)}"
+    scheme, sep, rest = source.partition(":")
+    rest = rest.strip()
+    if not sep:
+        if source in BUILTIN_SOURCES:
+            return None
+        hint = _hint(source, [*BUILTIN_SOURCES, *(f"keras:{k}" for k in KERAS_SOURCES)])
+        if not hint and source.lower().endswith((".npz", ".csv")):
+            hint = f" Did you mean '{source.lower()[-3:]}:{_cut(source)}'?"
+        return f"not a data source.{hint} Valid forms: {', '.join(SOURCE_FORMS)}."
+    if scheme in ("npz", "csv"):
+        if not rest:
+            return f"lacks a path; write '{scheme}:PATH' (relative to the study file's folder)"
+        return None
+    if scheme == "keras":
+        if rest in KERAS_SOURCES:
+            return None
+        return (
+            f"unknown Keras dataset {_shown(rest)}.{_hint(rest.lower(), KERAS_SOURCES)} Use one "
+            "of: " + ", ".join(f"keras:{name}" for name in KERAS_SOURCES) + "."
+        )
+    if scheme == "python":
+        return _target_problem(rest)
+    close = difflib.get_close_matches(scheme, _SCHEMES, n=1)
+    hint = f" Did you mean '{close[0]}:{_cut(source[len(scheme) + 1 :])}'?" if close else ""
+    return f"unknown scheme {_shown(scheme + ':')}.{hint} Valid forms: {', '.join(SOURCE_FORMS)}."
+
+
+def _target_problem(target: str) -> str | None:
+    """What is wrong with ``module:function`` (a ``python:`` source or model type), or None."""
+    module_name, sep, attr = target.rpartition(":")
+    module_name, attr = module_name.strip(), attr.strip()
+    if not sep or not module_name or not attr:
+        return "must have the form 'python:module:function'"
+    if not all(part.isidentifier() for part in module_name.split(".")):
+        return (
+            f"{_shown(module_name)} is not a module name; use the form 'python:module:function' "
+            "with Python identifiers (letters, digits, underscores), the module as Python "
+            f"imports it from the study file's folder.{_file_hint(module_name, attr)}"
+        )
+    if not attr.isidentifier():
+        return f"{_shown(attr)} is not a function name; use the form 'python:module:function'"
+    return None
+
+
+def _file_hint(module_name: str, attr: str) -> str:
+    """ " Did you mean 'python:loaders:load'?" for a module given as a file path."""
+    stem = Path(module_name.replace("\\", "/")).name.removesuffix(".py")
+    if stem != module_name and stem.isidentifier():
+        return f" Did you mean 'python:{stem}:{_cut(attr)}'?"
+    return ""
+
+
+def _module_hint(module_name: str, folder: Path) -> str:
+    """ " Did you mean 'loaders'?" from the modules in the study file's folder."""
+    try:
+        names = [p.stem for p in folder.glob("*.py")]
+    except OSError:
+        return ""
+    return _hint(module_name, names)
 
 
 def clear_cache() -> None:
@@ -306,18 +405,50 @@ def _read_keras(name: str) -> _Raw:
     return _Raw(x_train, y_train, x_val, y_val, kind="image")
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file's first bytes look like, for "not a valid .npz file (...)"."""
+    text = head.decode("utf-8", errors="replace")  # the last character may be cut in two
+    odd = sum(1 for c in text if not (c.isprintable() or c in "\t\r\n") or c == "\ufffd")
+    return "it holds text" if odd <= 1 else "it holds other binary data"
+
+
 def _read_npz(source: str, path: Path) -> _Raw:
+    where = f"'{path}' (data.source = {_shown(source)})"
+    how = "save the arrays with numpy.savez(path, x_train=..., y_train=...)"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        raise DataError(f"Cannot read {where}: {exc}") from exc
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{where} holds a single array (.npy), not an .npz archive; {how}.")
+    if not head.startswith(_ZIP_MAGIC):
+        # numpy would call any other file "pickled (object) data", which misleads
+        what = "empty" if not head else _looks_like(head)
+        raise DataError(f"{where} is not a valid .npz (numpy zip) file ({what}); {how}.")
+    arrays: dict[str, Any] = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except AttributeError:  # a .npy file: np.load returned an ndarray, which is no context
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as exc:
+                    if "allow_pickle" not in str(exc):
+                        raise
+                    raise DataError(
+                        f"{where}: array {key!r} holds Python objects (dtype object), which "
+                        "are not loaded (they could run code); save numeric arrays."
+                    ) from None
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        reason = _one_line(str(exc)) or type(exc).__name__
         raise DataError(
-            f"'{path}' (data.source = {source!r}) holds a single array, not an .npz archive; "
-            "save it with numpy.savez(path, x_train=..., y_train=...)."
-        ) from None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"Cannot read '{path}' as an .npz archive (data.source = {source!r}): {exc}"
+            f"{where} is not a valid .npz (numpy zip) file ({reason}); {how}."
         ) from exc
     if "x_val" not in arrays and "y_val" not in arrays and {"x_test", "y_test"} <= arrays.keys():
         arrays["x_val"], arrays["y_val"] = arrays["x_test"], arrays["y_test"]
@@ -390,8 +521,10 @@ def _parse_labels(labels: list[str]) -> np.ndarray:
 
 def _read_python(source: str, target: str, base: Path) -> _Raw:
     function = _import_callable(target, base_dir=base, error=DataError, field="data.source")
-    result = function()
-    where = f"{target}() (data.source = {source!r})"
+    result = _call_user_function(
+        function, target, base_dir=base, error=DataError, field="data.source"
+    )
+    where = f"{target}() (data.source = {_shown(source)})"
     if isinstance(result, Mapping):
         keys = set(result)
         if not {"x_train", "y_train"} <= keys or ("x_val" in keys) != ("y_val" in keys):
@@ -571,33 +704,23 @@ def _hint(name: str, choices: Any) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _unknown_source(source: str) -> DataError:
-    scheme, sep, _ = source.partition(":")
-    forms = ", ".join(SOURCE_FORMS)
-    if sep:
-        what = f"Unknown data source scheme '{scheme}:' in {source!r}."
-        close = difflib.get_close_matches(scheme, _SCHEMES, n=1)
-        hint = f" Did you mean '{close[0]}:{source[len(scheme) + 1 :]}'?" if close else ""
-    else:
-        what = f"Unknown data source {source!r}."
-        hint = _hint(source, [*BUILTIN_SOURCES, *(f"keras:{k}" for k in KERAS_SOURCES)])
-        if not hint and source.lower().endswith((".npz", ".csv")):
-            hint = f" Did you mean '{source.lower()[-3:]}:{source}'?"
-    return DataError(f"{what}{hint} Valid forms: {forms}.")
-
-
 def _resolve_file(source: str, rest: str, base_dir: Path | None) -> Path:
-    scheme = source.partition(":")[0]
-    if not rest.strip():
-        raise DataError(f"data.source = {source!r} lacks a path; write '{scheme}:PATH'.")
+    rest = rest.strip()
     path = Path(rest).expanduser()
     if not path.is_absolute():
         path = Path(base_dir or Path.cwd()) / path
     path = path.resolve()
+    if path.is_dir():
+        raise ConfigError(
+            f"Data file {_shown(rest)} is a folder (data.source = {_shown(source)}); give the "
+            "path of the file."
+        )
     if not path.is_file():
-        raise DataError(
-            f"Data file {rest!r} not found (data.source = {source!r}); give a path relative "
-            "to the study file or an absolute one."
+        # like a typo in the study file (click's Path(exists=True) is a usage error too)
+        where = "the study file's folder" if base_dir is not None else "the current folder"
+        raise ConfigError(
+            f"Data file {_shown(rest)} not found (data.source = {_shown(source)}, looked for "
+            f"{_shown(str(path))}); give a path relative to {where} or an absolute one."
         )
     return path
 
@@ -625,34 +748,149 @@ def _import_callable(
     beside the study file is found.
 
     Raises:
-        LRSearchError: Of class ``error``; the target is malformed, the module does not import,
-            or it has no such callable. Messages name ``field``.
+        ConfigError: The target is malformed, the module is not there, or it has no such
+            function (a typo in the study file).
+        LRSearchError: Of class ``error``: the module fails while importing (a syntax error, an
+            exception, a missing dependency: the message names the file and line). Messages
+            name ``field``.
     """
     spec = f"python:{target}"
-    module_name, sep, attr = target.rpartition(":")
-    if not sep or not module_name.strip() or not attr.strip():
-        raise error(f"{field} = {spec!r} must have the form 'python:module:function'.")
+    problem = _target_problem(target)
+    if problem is not None:
+        raise ConfigError(f"{field} = {_shown(spec)}: {problem}")
+    module_name, _, attr = target.rpartition(":")
     module_name, attr = module_name.strip(), attr.strip()
     folder = Path(base_dir or Path.cwd()).resolve()
     importlib.invalidate_caches()
     try:
         with _on_sys_path(folder):
             module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(f"{exc.name}.")
+        ):
+            raise ConfigError(
+                f"Cannot import module {module_name!r} ({field} = {_shown(spec)}): {exc}. It is "
+                f"looked up in {folder} and on sys.path."
+                + (_file_hint(module_name, attr) or _module_hint(module_name, folder))
+            ) from exc
         raise error(
-            f"Cannot import module {module_name!r} ({field} = {spec!r}): {exc}. It is looked "
-            f"up in {folder} and on sys.path."
+            _user_failure(f"{field} = {_shown(spec)}", f"importing {module_name}", exc, folder)
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - user code: any error, reported on one line
+        raise error(
+            _user_failure(f"{field} = {_shown(spec)}", f"importing {module_name}", exc, folder)
         ) from exc
     function = getattr(module, attr, None)
     if function is None:
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
-        raise error(
-            f"Module {module_name!r} has no function {attr!r} ({field} = {spec!r})."
+        raise ConfigError(
+            f"Module {module_name!r} has no function {attr!r} ({field} = {_shown(spec)})."
             f"{_hint(attr, names)}"
         )
     if not callable(function):
-        raise error(
+        raise ConfigError(
             f"{module_name}.{attr} is a {type(function).__name__}, not a function "
-            f"({field} = {spec!r})."
+            f"({field} = {_shown(spec)})."
         )
     return function
+
+
+def _call_user_function(
+    function: Callable[..., Any],
+    target: str,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    base_dir: Path | None,
+    error: type[LRSearchError],
+    field: str,
+    doing: str | None = None,
+) -> Any:
+    """Calls a ``python:`` function with its folder on ``sys.path`` for the whole call.
+
+    A module it imports only when called (a helper beside the study file) is found, and any
+    exception it raises becomes one line naming ``field``, what was being done (``doing``,
+    default ``calling NAME()``), the exception and the user's file and line.
+
+    Raises:
+        LRSearchError: Of class ``error``, for any ``Exception`` the function raises; the
+            user's exception is its ``__cause__``.
+    """
+    folder = Path(base_dir or Path.cwd()).resolve()
+    name = target.rpartition(":")[2].strip()
+    try:
+        with _on_sys_path(folder):
+            return function(**(kwargs or {}))
+    except Exception as exc:  # noqa: BLE001 - user code: any error, reported on one line
+        spec = f"python:{target}"
+        raise error(
+            _user_failure(f"{field} = {_shown(spec)}", doing or f"calling {name}()", exc, folder)
+        ) from exc
+
+
+def _user_failure(what: str, doing: str, exc: BaseException, folder: Path) -> str:
+    """``"<what>: calling load() failed: ValueError: msg (at /dir/mod.py:5)"``.
+
+    The place is a syntax error's own, else the innermost traceback frame in ``folder`` (the
+    user's code rather than numpy's or Keras's), else the innermost frame outside Python's,
+    the installed packages' and lrsearch's own files. (The same form as
+    ``lrsearch.objective.describe_error``.)
+    """
+    place = None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        message = exc.msg or "invalid syntax"
+        place = f"{exc.filename}:{exc.lineno}"
+    else:
+        message = str(exc)
+        frame = _user_frame(traceback.extract_tb(exc.__traceback__), folder)
+        if frame is not None:
+            place = f"{frame.filename}:{frame.lineno}"
+    message = " ".join(message.split()) or "(no message)"
+    text = f"{type(exc).__name__}: {_cut(message, 300)}"
+    return f"{what}: {doing} failed: {text}" + (f" (at {place})" if place else "")
+
+
+def _user_frame(
+    frames: list[traceback.FrameSummary], folder: Path
+) -> traceback.FrameSummary | None:
+    """The innermost frame in ``folder``, else in no file of Python's, the installed packages'
+    or lrsearch's; ``None`` if there is none."""
+    import sysconfig
+
+    own = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    system = tuple(
+        os.path.join(os.path.abspath(p), "") for p in sysconfig.get_paths().values() if p
+    )
+    foreign = [
+        f
+        for f in frames
+        if not f.filename.startswith("<")
+        and not os.path.abspath(f.filename).startswith((own, *system))
+    ]
+    inside = [f for f in frames if _inside(f.filename, folder)]
+    candidates = inside or foreign
+    return candidates[-1] if candidates else None
+
+
+def _inside(filename: str, folder: Path) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(folder)
+    except (OSError, ValueError):
+        return False
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking a cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters."""
+    return _cut(repr(value), limit)
+
+
+def _one_line(text: str) -> str:
+    """Escapes line breaks and other unprintables, so a message stays on one line."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )

@@ -23,14 +23,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lrsearch.exceptions import ConfigError
 
 if TYPE_CHECKING:  # for annotations only: Keras is imported on first use
     import keras
 
-__all__ = ["MODEL_TYPES", "ModelType", "build_model"]
+__all__ = ["MODEL_TYPES", "ModelType", "build_model", "check_model_params"]
 
 _ACTIVATIONS = (
     "relu",
@@ -112,7 +112,8 @@ def build_model(
         spec: ``"mlp"``, ``"cnn"`` or ``"python:module:function"``. A python function is called as
             ``function(input_shape=..., n_classes=..., **params)`` and must return a
             ``keras.Model``; its module is imported from ``base_dir`` (else the current directory)
-            or ``sys.path``.
+            or ``sys.path``, and that folder stays on ``sys.path`` during the call (so the
+            function may import a module beside it when called).
         input_shape: Shape of one sample, e.g. ``(8, 8, 1)`` or ``(13,)``.
         n_classes: Number of classes (the softmax width).
         params: The type's parameters (see :data:`MODEL_TYPES`); omitted ones take defaults.
@@ -124,7 +125,8 @@ def build_model(
 
     Raises:
         ConfigError: Unknown type or parameter, a wrong parameter type or value, a ``cnn`` on
-            non-image data, or a ``python:`` target that cannot be imported or does not return a
+            non-image data, or a ``python:`` target that cannot be imported, raises (the message
+            names the user's file and line and the exception) or does not return a
             ``keras.Model``. The message names the study-file field.
 
     Example:
@@ -137,15 +139,41 @@ def build_model(
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ConfigError(f"n_classes must be an integer >= 2. Received: {n_classes!r}")
     if not isinstance(spec, str):
-        raise ConfigError(f"model.type must be a string. Received: {spec!r}")
+        raise ConfigError(f"model.type must be a string. Received: {_shown(spec)}")
     spec = spec.strip()
     if spec.startswith("python:"):
         return _build_python(spec, input_shape, n_classes, params, base_dir)
+    resolved = check_model_params(spec, params)
+    builder: Callable[..., Any] = _build_mlp if spec == "mlp" else _build_cnn
+    return builder(input_shape, n_classes, resolved, data_name)
+
+
+def check_model_params(spec: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks a built-in model type and its parameters without importing Keras.
+
+    The study-file schema runs this when the file is read, so a typo is reported before any
+    data is loaded. (``activation`` is checked against Keras when the model is built.)
+
+    Args:
+        spec: A ``model.type`` other than ``python:...``.
+        params: The other ``model.*`` keys.
+
+    Returns:
+        The parameters with defaults filled in.
+
+    Raises:
+        ConfigError: An unknown type or parameter, or a value of the wrong type or range; the
+            message starts with the field (``model.hidden must be ...``).
+
+    Example:
+        >>> check_model_params("mlp", {"hidden": [8]})["hidden"]
+        [8]
+    """
     if spec not in MODEL_TYPES:
         close = difflib.get_close_matches(spec, MODEL_TYPES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"model.type = {spec!r} is not a model type.{hint} Use one of: "
+            f"model.type = {_shown(spec)} is not a model type.{hint} Use one of: "
             f"{', '.join(MODEL_TYPES)}, or 'python:module:function' for your own model."
         )
     model_type = MODEL_TYPES[spec]
@@ -154,12 +182,30 @@ def build_model(
             close = difflib.get_close_matches(str(key), model_type.defaults, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"model.{key} is not a parameter of {spec!r}.{hint} Parameters of {spec!r}: "
-                f"{', '.join(model_type.defaults)}."
+                f"model.{_cut(str(key))} is not a parameter of {spec!r}.{hint} Parameters of "
+                f"{spec!r}: {', '.join(model_type.defaults)}."
             )
     resolved = {**model_type.defaults, **params}
-    builder: Callable[..., Any] = _build_mlp if spec == "mlp" else _build_cnn
-    return builder(input_shape, n_classes, resolved, data_name)
+    if spec == "mlp":
+        _int_list("hidden", resolved["hidden"], allow_empty=True)
+        _rate("dropout", resolved["dropout"])
+        if not isinstance(resolved["activation"], str):
+            _activation_error(resolved["activation"])
+    else:
+        _int_list("filters", resolved["filters"], allow_empty=False)
+        _positive_int("kernel_size", resolved["kernel_size"])
+        _positive_int("dense", resolved["dense"], minimum=0)
+        _rate("dropout", resolved["dropout"])
+    return resolved
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for messages."""
+    return _cut(repr(value))
 
 
 # --- parameter checks -------------------------------------------------------------------------
@@ -192,14 +238,16 @@ def _int_list(name: str, value: Any, *, allow_empty: bool) -> list[int]:
         what = "a list" if allow_empty else "a non-empty list"
         raise ConfigError(
             f"model.{name} must be {what} of positive integers, e.g. {name} = {example}. "
-            f"Received: {value!r}"
+            f"Received: {_shown(value)}"
         )
     return list(value)
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"model.{name} must be an integer >= {minimum}. Received: {value!r}")
+        raise ConfigError(
+            f"model.{name} must be an integer >= {minimum}. Received: {_shown(value)}"
+        )
     return value
 
 
@@ -209,7 +257,7 @@ def _rate(name: str, value: Any) -> float:
         or not isinstance(value, int | float)
         or not 0.0 <= float(value) < 1.0
     ):
-        raise ConfigError(f"model.{name} must be a number in [0, 1). Received: {value!r}")
+        raise ConfigError(f"model.{name} must be a number in [0, 1). Received: {_shown(value)}")
     return float(value)
 
 
@@ -220,10 +268,14 @@ def _activation(keras: Any, value: Any) -> str:
             return value
         except (ValueError, TypeError):
             pass
-    close = difflib.get_close_matches(str(value), _ACTIVATIONS, n=1)
+    _activation_error(value)
+
+
+def _activation_error(value: Any) -> NoReturn:
+    close = difflib.get_close_matches(_cut(str(value)), _ACTIVATIONS, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ConfigError(
-        f"model.activation = {value!r} is not a Keras activation.{hint} Common ones: "
+        f"model.activation = {_shown(value)} is not a Keras activation.{hint} Common ones: "
         f"{', '.join(_ACTIVATIONS)}."
     )
 
@@ -294,11 +346,10 @@ def _build_python(
     base_dir: Path | None,
 ) -> Any:
     from lrsearch._imports import import_keras
-    from lrsearch.data import _import_callable
+    from lrsearch.data import _call_user_function, _import_callable
 
-    function = _import_callable(
-        spec.removeprefix("python:"), base_dir=base_dir, error=ConfigError, field="model.type"
-    )
+    target = spec.removeprefix("python:")
+    function = _import_callable(target, base_dir=base_dir, error=ConfigError, field="model.type")
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # some builtins and C functions have none
@@ -314,15 +365,23 @@ def _build_python(
                 close = difflib.get_close_matches(unknown[0], accepted, n=1)
                 hint = f" Did you mean {close[0]!r} for model.{unknown[0]}?" if close else ""
             raise ConfigError(
-                f"model.type = {spec!r} cannot be called with input_shape, n_classes and "
+                f"model.type = {_shown(spec)} cannot be called with input_shape, n_classes and "
                 f"model parameters {sorted(params)}: {exc}.{hint} It must accept "
                 "function(input_shape=..., n_classes=..., **params)."
             ) from exc
     keras = import_keras()
-    model = function(input_shape=input_shape, n_classes=n_classes, **params)
+    model = _call_user_function(
+        function,
+        target,
+        {"input_shape": input_shape, "n_classes": n_classes, **params},
+        base_dir=base_dir,
+        error=ConfigError,
+        field="model.type",
+        doing="building the model",
+    )
     if not isinstance(model, keras.Model):
         raise ConfigError(
-            f"model.type = {spec!r} returned {type(model).__name__}, not a keras.Model. The "
+            f"model.type = {_shown(spec)} returned {type(model).__name__}, not a keras.Model. The "
             "function must build and return the (uncompiled) model."
         )
     return model

@@ -29,6 +29,7 @@ import numpy as np
 from lrsearch._imports import import_keras
 from lrsearch.config import StudyConfig
 from lrsearch.data import Dataset, load_dataset
+from lrsearch.divergence import DivergenceWatch
 from lrsearch.exceptions import ConfigError
 from lrsearch.models import build_model
 from lrsearch.space import Budget, SchedulePoint, SearchSpace
@@ -51,6 +52,35 @@ ATTR_OUTCOME = "outcome"
 ATTR_BASELINE = "lrsearch.baseline"
 ATTR_RETRY_OF = "lrsearch.retry_of"
 ATTR_INTERRUPTED = "lrsearch.interrupted"
+ATTR_ERROR = "lrsearch.error"
+ATTR_SEED = "seed"
+
+
+def describe_error(exc: BaseException, user_folder: Path | None = None) -> str:
+    """``"Type: message (at file.py:12)"``: an exception in one line, with the innermost frame
+    of the user's own code (the study folder, or any file outside Python's and lrsearch's)."""
+    import traceback
+
+    message = " ".join(str(exc).split()) or "(no message)"
+    if len(message) > 300:
+        message = message[:300] + "..."
+    text = f"{type(exc).__name__}: {message}"
+    where = _user_frame(traceback.extract_tb(exc.__traceback__), user_folder)
+    return f"{text} (at {where})" if where else text
+
+
+def _user_frame(frames: Any, user_folder: Path | None) -> str | None:
+    import sysconfig
+
+    ours = str(Path(__file__).resolve().parent)
+    system = {str(Path(p).resolve()) for p in sysconfig.get_paths().values()}
+    for frame in reversed(frames):
+        path = str(Path(frame.filename).resolve())
+        inside_user = user_folder is not None and path.startswith(str(user_folder.resolve()))
+        foreign = not path.startswith(ours) and not any(path.startswith(p) for p in system)
+        if inside_user or (foreign and not frame.filename.startswith("<")):
+            return f"{frame.filename}:{frame.lineno}"
+    return None
 
 
 def family_of(trial: Any) -> str | None:
@@ -114,42 +144,48 @@ def _trial_callback_class() -> type:
     keras = import_keras()
 
     class _TrialCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
-        """Records the history, watches for divergence and asks the pruner, epoch by epoch."""
+        """Records the history, watches for divergence and asks the pruner, epoch by epoch.
+
+        Divergence is checked on each batch's own loss (:class:`DivergenceWatch`, from the
+        running mean Keras logs) at the batch end, which stops the training after that batch;
+        Ctrl-C (``interrupted``) is raised there too.
+        """
 
         def __init__(
             self,
             metric: str,
-            divergence_factor: float,
+            watch: DivergenceWatch,
             report: Callable[[float, int], bool] | None,
             interrupted: list[int] | None = None,
         ) -> None:
             super().__init__()
             self.interrupted = interrupted if interrupted is not None else []
             self.metric = metric
-            self.divergence_factor = divergence_factor
+            self.watch = watch
             self.report = report
             self.history: dict[str, list[float]] = {"epoch": [], "lr": []}
-            self.first_loss: float | None = None
             self.diverged_at_step: int | None = None
             self.pruned = False
-            self.steps = 0
             self.first_step_time: float | None = None
             self._epoch_lr = 0.0
 
+        @property
+        def steps(self) -> int:
+            """Batches trained so far."""
+            return self.watch.steps
+
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             self._epoch_lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            self.watch.start_epoch()
 
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
             if self.interrupted:
                 raise KeyboardInterrupt
-            self.steps += 1
-            loss = float((logs or {}).get("loss", 0.0))
-            if self.first_loss is None:
-                self.first_loss = loss
+            if self.first_step_time is None:
                 self.first_step_time = time.perf_counter()
-            limit = self.divergence_factor * max(abs(self.first_loss), 1e-8)
-            if not math.isfinite(loss) or loss > limit:
-                self.diverged_at_step = self.steps
+            mean = (logs or {}).get("loss")
+            if mean is not None and self.watch.update(batch, float(mean)):
+                self.diverged_at_step = self.watch.diverged_at_step
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -253,9 +289,12 @@ def train(
             loss=config.training.loss,
             metrics=["accuracy"],
         )
-        tracker = _trial_callback_class()(
-            config.study.metric, config.training.divergence_factor, report, interrupted
+        watch = DivergenceWatch(
+            config.training.divergence_factor,
+            samples=len(dataset.x_train),
+            batch_size=config.data.batch_size,
         )
+        tracker = _trial_callback_class()(config.study.metric, watch, report, interrupted)
         callbacks: list[Any] = [tracker]
         if point.family == "plateau":
             callbacks.insert(0, PlateauCallback(schedule))
@@ -330,6 +369,59 @@ class Objective:
         self.on_trial_end = on_trial_end
         self.current_trial: Any = None
 
+    def check(self) -> None:
+        """Builds and compiles the study's model once and evaluates it on two samples.
+
+        Run before a study is created or joined, so that a broken model, loss or optimizer
+        setting is one clear line and creates nothing; no training happens.
+
+        Raises:
+            ConfigError: naming the study-file field (``model.*``, ``training.loss``).
+        """
+        keras = import_keras()
+        config, data = self.config, self.dataset
+        try:
+            keras.losses.get(config.training.loss)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"training.loss = {config.training.loss!r} is not a Keras loss ({exc}); use "
+                "e.g. 'sparse_categorical_crossentropy' for integer class labels."
+            ) from None
+        keras.backend.clear_session()
+        try:
+            model = build_model(
+                config.model.type,
+                input_shape=data.input_shape,
+                n_classes=data.n_classes,
+                params=config.model.params,
+                base_dir=self.base_dir,
+            )
+        except (ConfigError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model code; one line
+            raise ConfigError(
+                f"model.type = {config.model.type!r}: building the model failed: "
+                f"{describe_error(exc, self.base_dir)}"
+            ) from None
+        try:
+            model.compile(
+                optimizer=make_optimizer(config, 1e-3),
+                loss=config.training.loss,
+                metrics=["accuracy"],
+            )
+            model.evaluate(data.x_val[:2], data.y_val[:2], verbose=0)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model that does not fit data or loss
+            raise ConfigError(
+                f"model.type = {config.model.type!r} with training.loss = "
+                f"{config.training.loss!r} does not run on data.source = "
+                f"{config.data.source!r} (inputs {data.input_shape}, {data.n_classes} "
+                f"classes): {describe_error(exc, self.base_dir)}"
+            ) from None
+        finally:
+            keras.backend.clear_session()
+
     def point_for(self, trial: Any) -> SchedulePoint:
         """The trial's schedule: a stored baseline, or a fresh sample from the space."""
         baseline = trial.user_attrs.get(ATTR_BASELINE)
@@ -348,13 +440,20 @@ class Objective:
             raise
 
     def _seed(self, trial: Any) -> int:
-        """``study.seed + n``; a retried trial keeps the seed of the trial it repeats."""
+        """``study.seed + n``; a retried trial keeps the seed of the trial it repeats.
+
+        A retry carries its original's seed attribute (Optuna's heartbeat retry copies user
+        attributes, a Ctrl-C requeue sets it), so a chain of retries is one experiment.
+        """
+        carried = trial.user_attrs.get(ATTR_SEED)
+        if isinstance(carried, int):
+            return carried
         original = trial.user_attrs.get(ATTR_RETRY_OF)
         if original is None:
             frozen = trial.study._storage.get_trial(trial._trial_id)
             original = frozen.system_attrs.get("failed_trial")  # heartbeat retries
         number = trial.number if original is None else int(original)
-        return self.config.study.seed + number
+        return (self.config.study.seed + number) % 2**32
 
     def _run(self, trial: Any) -> float:
         import optuna
@@ -363,7 +462,7 @@ class Objective:
         seed = self._seed(trial)
         trial.set_user_attr(ATTR_SCHEDULE, point.record())
         trial.set_user_attr(ATTR_RELATIVE, point.relative)
-        trial.set_user_attr("seed", seed)
+        trial.set_user_attr(ATTR_SEED, seed)
         trial.set_user_attr("backend", import_keras().backend.backend())
         if self.on_trial_start is not None:
             self.on_trial_start(trial, point)

@@ -23,16 +23,39 @@ __all__ = [
     "plot_lr_overlay",
     "plot_schedule",
     "plot_trial_lr",
+    "curve_steps",
     "schedule_values",
 ]
 
 
-def schedule_values(schedule: Any, total_steps: int, *, beyond: int = 0) -> np.ndarray:
-    """Evaluates a Keras schedule at steps ``0 .. total_steps + beyond - 1`` in one call."""
+MAX_POINTS = 4000
+"""At most this many steps are evaluated and drawn for a curve: a picture shows no more."""
+
+
+def curve_steps(total_steps: int, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Every step ``0 .. total_steps - 1``, or ``max_points`` of them evenly spread (the first
+    and the last included) when there are more.
+
+    Example:
+        >>> curve_steps(5).tolist(), curve_steps(10**12, max_points=3).tolist()
+        ([0, 1, 2, 3, 4], [0, 499999999999, 999999999999])
+    """
+    if total_steps <= max_points:
+        return np.arange(total_steps, dtype="int64")
+    spread = np.linspace(0, total_steps - 1, max_points, dtype="float64")
+    return np.unique(np.round(spread).astype("int64"))
+
+
+def schedule_values(
+    schedule: Any, total_steps: int, *, beyond: int = 0, steps: np.ndarray | None = None
+) -> np.ndarray:
+    """Evaluates a Keras schedule at ``steps`` (default ``0 .. total_steps + beyond - 1``) in
+    one call."""
     from lrsearch._imports import import_keras
 
     keras = import_keras()
-    steps = np.arange(total_steps + beyond, dtype="int64")
+    if steps is None:
+        steps = np.arange(total_steps + beyond, dtype="int64")
     return np.asarray(keras.ops.convert_to_numpy(schedule(steps)), dtype="float64")
 
 
@@ -89,11 +112,13 @@ def plot_schedule(
     path: str | Path,
     log_scale: bool = False,
     note: str | None = None,
+    steps: np.ndarray | None = None,
 ) -> Path:
     """Draws lr(t) against epochs (and steps on the top axis) and writes a PNG.
 
     Args:
-        values: The learning rate at each step.
+        values: The learning rate at each step of ``steps``.
+        steps: The steps of ``values`` (default ``0, 1, ...``).
         steps_per_epoch: Steps per epoch, for the epoch axis.
         title: The figure title (family and key parameters).
         path: Where to write the PNG.
@@ -103,7 +128,8 @@ def plot_schedule(
     Returns:
         The path written.
     """
-    epochs = np.arange(len(values)) / steps_per_epoch
+    at = np.arange(len(values)) if steps is None else steps
+    epochs = at / steps_per_epoch
     fig, ax = _subplots(figsize=(8, 4.5))
     try:
         ax.plot(epochs, values, color="tab:blue", linewidth=1.8)

@@ -57,6 +57,7 @@ def retrain(
     from lrsearch._imports import select_backend
     from lrsearch.export import trial_schedule
     from lrsearch.objective import load_data, train
+    from lrsearch.outputs import check_output_file
     from lrsearch.schedules._plateau import detach_scale
     from lrsearch.space import SchedulePoint
     from lrsearch.study import stored_config
@@ -64,11 +65,12 @@ def retrain(
     path = Path(save)
     if path.suffix != ".keras":
         raise ConfigError(f"--save {str(save)!r}: the file name must end in .keras")
+    check_output_file(path, option="--save")  # before the training, not after
     config, _ = stored_config(name, storage_url)
     select_backend(os.environ.get("KERAS_BACKEND") or config.training.backend)
     schedule, frozen = trial_schedule(name, storage_url, trial)
     seed = int(frozen.user_attrs.get("seed", config.study.seed + frozen.number))
-    dataset = load_data(config, base_dir or Path.cwd())
+    dataset = load_data(config, base_dir)  # None: relative paths from the current folder
     point = SchedulePoint(
         family=schedule["family"],
         relative=dict(frozen.user_attrs.get("relative") or {}),
@@ -79,7 +81,6 @@ def retrain(
         config, dataset, point, seed=seed, epochs=epochs, keep_model=True, base_dir=base_dir
     )
     model: Any = result.extra["model"]
-    path.parent.mkdir(parents=True, exist_ok=True)
     detach_scale(model.optimizer)  # else Keras loads none of the optimizer's variables
     model.save(path)
     return RetrainResult(

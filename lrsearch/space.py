@@ -129,7 +129,9 @@ def _dimension(
         unknown = set(spec) - {"low", "high", "log"}
         if unknown or "low" not in spec or "high" not in spec:
             raise ConfigError(f"`{where}` = {spec!r}: a range table is {{low, high, log}}")
-        low, high, log = spec["low"], spec["high"], bool(spec.get("log", log))
+        low, high, log = spec["low"], spec["high"], spec.get("log", log)
+        if not isinstance(log, bool):
+            raise ConfigError(f"`{where}.log` = {log!r}: must be true or false")
     else:
         raise ConfigError(f"`{where}` = {spec!r}: expected a number, [low, high] or a table")
     if kind == "choice":

@@ -16,22 +16,28 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lrsearch import __version__
+from lrsearch import __version__, settings
 from lrsearch._imports import import_keras, select_backend
 from lrsearch.config import StudyConfig, comparable, config_diff, parse_study_config
 from lrsearch.exceptions import ConfigError, Interrupted, LRSearchError
 from lrsearch.objective import (
     ATTR_BASELINE,
+    ATTR_ERROR,
     ATTR_INTERRUPTED,
     ATTR_OUTCOME,
     ATTR_RETRY_OF,
     ATTR_SCHEDULE,
+    ATTR_SEED,
     Objective,
+    describe_error,
     family_of,
 )
 from lrsearch.storage import mask_url, open_storage, resolve_storage_url
+
+if TYPE_CHECKING:
+    from lrsearch.workers import WorkerJob
 
 __all__ = [
     "Interrupted",
@@ -156,23 +162,22 @@ def open_study(
     import optuna
 
     name = study_name or config.study.name
-    study = optuna.create_study(
-        storage=storage,
-        study_name=name,
-        direction=config.study.direction,
-        sampler=make_sampler(config),
-        pruner=make_pruner(config),
-        load_if_exists=True,
+    created = _create_exclusively(storage, name, config.study.direction or "maximize")
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(config), pruner=make_pruner(config)
     )
-    stored = study.user_attrs.get(ATTR_CONFIG)
+    stored = study.user_attrs.get(ATTR_CONFIG) if created else _wait_for_setup(study)
     if stored is None:
-        study.set_user_attr(ATTR_CONFIG, config.normalized())
+        # Ours to set up (we created it, or a plain Optuna study of that name is adopted). The
+        # config goes last: workers joining at the same instant wait for it (_wait_for_setup),
+        # so they see the baselines queued and every attribute written.
         study.set_user_attr(ATTR_FILE, study_file_text)
         study.set_user_attr(ATTR_FINGERPRINT, config.fingerprint())
         study.set_user_attr(ATTR_DATA, data_fingerprint)
         study.set_user_attr(ATTR_VERSIONS, _versions())
         for baseline in baselines or []:
             study.enqueue_trial(baseline["params"], user_attrs={ATTR_BASELINE: baseline["attr"]})
+        study.set_user_attr(ATTR_CONFIG, config.normalized())
         return study, True
     diff = config_diff(comparable(stored), comparable(config.normalized()))
     old_data = study.user_attrs.get(ATTR_DATA)
@@ -187,6 +192,39 @@ def open_study(
     return study, False
 
 
+def _create_exclusively(storage: Any, name: str, direction: str) -> bool:
+    """Creates study ``name`` unless it exists; True when this call created it.
+
+    Of several workers started at the same instant on a fresh database exactly one creates
+    the study (the database's unique name constraint decides); the others join it.
+    """
+    import optuna
+    from optuna.study import StudyDirection
+
+    try:
+        storage.create_new_study(directions=[StudyDirection[direction.upper()]], study_name=name)
+    except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
+
+
+_SETUP_WAIT_SECONDS = 30.0
+
+
+def _wait_for_setup(study: Any) -> dict[str, Any] | None:
+    """The stored config of a study another worker is creating, once it is written.
+
+    A study that still has none after :data:`_SETUP_WAIT_SECONDS` is taken as a plain Optuna
+    study (not made by lrsearch) and ``None`` is returned.
+    """
+    deadline = time.monotonic() + _SETUP_WAIT_SECONDS
+    while True:
+        stored = study.user_attrs.get(ATTR_CONFIG)
+        if stored is not None or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.2)
+
+
 @dataclass
 class RunSummary:
     """What a ``run_study`` call did."""
@@ -199,6 +237,7 @@ class RunSummary:
     seconds: float
     best: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    recycled: bool = False  # stopped early to be replaced by a fresh process (memory grew)
 
 
 def _finished_count(study: Any) -> tuple[int, int]:
@@ -228,8 +267,10 @@ def trial_line(trial: Any, metric: str) -> str:
     elif state == "COMPLETE":
         result = f"{metric}={trial.value:.4f}"
     else:
-        reason = trial.system_attrs.get("fail_reason", "")
-        result = f"FAILED {reason.splitlines()[-1] if reason else ''}".rstrip()
+        reason = trial.user_attrs.get(ATTR_ERROR, "")
+        if trial.user_attrs.get(ATTR_INTERRUPTED):
+            reason = "interrupted (queued to run again)"
+        result = f"FAILED {reason}".rstrip()
     seconds = trial.user_attrs.get("train_seconds")
     took = f"{seconds:.1f}s" if isinstance(seconds, int | float) else ""
     tag = " [baseline]" if ATTR_BASELINE in trial.user_attrs else ""
@@ -318,6 +359,7 @@ def prepare_study(
     select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
     url = resolve_storage_url(storage_url)
     objective = Objective(config, base_dir=base_dir)
+    objective.check()  # a broken model, loss or optimizer creates no study
     storage = open_storage(url, **heartbeat_settings())
     baselines = []
     for point in objective.baselines:
@@ -342,19 +384,18 @@ def heartbeat_settings() -> dict[str, Any]:
     """Optuna heartbeat settings: a worker that dies mid-trial is noticed and its trial retried.
 
     A running trial writes a heartbeat every ``LRSEARCH_HEARTBEAT_INTERVAL`` seconds (default
-    30); one silent for ``LRSEARCH_GRACE_PERIOD`` seconds (default 120) is failed by the next
-    worker that looks, and its configuration queued again (at most 3 times).
-    """
-    import warnings
+    30); one silent for ``LRSEARCH_GRACE_PERIOD`` seconds (default 4 intervals) is failed by the
+    next worker that looks, and its configuration queued again (at most 3 times).
 
+    Raises:
+        SettingError: a variable that is not a number in range.
+    """
     import optuna
 
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    interval = int(os.environ.get("LRSEARCH_HEARTBEAT_INTERVAL", "30"))
-    grace = int(os.environ.get("LRSEARCH_GRACE_PERIOD", str(max(4 * interval, 10))))
+    interval = settings.heartbeat_interval()
     return {
         "heartbeat_interval": interval,
-        "grace_period": grace,
+        "grace_period": settings.grace_period(interval),
         "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
             max_retry=3
         ),
@@ -410,6 +451,77 @@ def run_study(
     )
 
 
+def run_job(
+    job: WorkerJob,
+    *,
+    on_prepared: Callable[..., None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunSummary:
+    """Runs one worker's share of a study (the body of a :mod:`lrsearch.workers` process).
+
+    Opens the study of ``job`` (checking the model first), calls ``on_prepared`` with the
+    study's name and budget, prints the header line when ``job.announce``, and runs trials until
+    the budget, the deadline or the memory limit.
+    """
+    started = time.perf_counter()
+    config = parse_study_config(job.config, source="study file")
+    prepared = prepare_study(
+        config,
+        study_file_text=job.study_file_text,
+        base_dir=Path(job.base_dir) if job.base_dir else None,
+        storage_url=job.storage_url,
+        study_name=job.study_name,
+        n_trials=job.n_trials,
+        allow_changed=job.allow_changed,
+        backend=job.backend,
+    )
+    name = prepared.study.study_name
+    if on_prepared is not None:
+        on_prepared(study=name, budget=prepared.budget, created=prepared.created)
+    if job.announce:
+        echo(
+            f"study {name!r}: {config.training.epochs} epochs per trial, budget "
+            f"{prepared.budget} trials, storage {mask_url(prepared.url)}"
+        )
+        hint = backend_hint(config.model.type)
+        if hint:
+            echo(hint)
+    from lrsearch.artifacts import recorder_for
+
+    recorder = recorder_for(job.artifacts, prepared.url, config)
+    timeout = None if job.deadline is None else max(job.deadline - time.time(), 0.0)
+    return run_prepared(
+        prepared,
+        timeout=timeout,
+        progress=job.progress,
+        echo=echo,
+        label=job.label,
+        started=started,
+        artifacts=recorder,
+        recycle_mb=job.recycle_mb,
+    )
+
+
+# Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
+# model type faster, and by how much.
+_FASTER_BACKEND = {"mlp": ("tensorflow", "1.6"), "cnn": ("tensorflow", "1.1")}
+
+
+def backend_hint(model_type: str) -> str | None:
+    """One line when the backend in use is the slower one for this kind of model."""
+    known = _FASTER_BACKEND.get(model_type)
+    if known is None:
+        return None
+    faster, ratio = known
+    current = str(import_keras().backend.backend())
+    if current == faster:
+        return None
+    return (
+        f"hint: {faster} trained {model_type} models ~{ratio}x faster than {current} "
+        f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
+    )
+
+
 def run_prepared(
     prepared: PreparedStudy,
     *,
@@ -420,11 +532,14 @@ def run_prepared(
     started: float | None = None,
     poll_seconds: float = 2.0,
     artifacts: Any = None,
+    recycle_mb: int | None = None,
 ) -> RunSummary:
     """Runs trials of a prepared study until its budget is met (see :func:`run_study`).
 
     ``artifacts`` (an :class:`lrsearch.artifacts.ArtifactRecorder`) uploads each trial's pictures
-    and keeps the study note current.
+    and keeps the study note current. With ``recycle_mb``, the run stops early (``recycled`` in
+    the summary) once this process's memory grew by more than that many MB since its first
+    trial ended, so that a fresh process can take over (:mod:`lrsearch.workers`).
     """
     import optuna
     from optuna.trial import TrialState
@@ -440,21 +555,27 @@ def run_prepared(
     prefix = f"[{label}] " if label else ""
     reporter = _Progress(budget, finished, metric, progress, lambda line: echo(prefix + line))
     failures: list[str] = []
+    failed_numbers: list[int] = []
     ran = 0
     deadline = None if timeout is None else time.monotonic() + timeout
     if artifacts is not None:
         objective.on_trial_end = artifacts.upload_trial
 
+    memory = _MemoryWatch(recycle_mb)
+
     def after_trial(study: Any, trial: Any) -> None:
         nonlocal ran
         ran += 1
+        if memory.grown_too_much():
+            study.stop()
         optuna.storages.fail_stale_trials(study)
         done, running = _finished_count(study)
         reporter.trial_done(study, trial, done)
         if artifacts is not None and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
             artifacts.trial_finished(study, trial)
         if trial.state == TrialState.FAIL and not trial.user_attrs.get(ATTR_INTERRUPTED):
-            failures.append(trial.system_attrs.get("fail_reason", "unknown error"))
+            failures.append(trial.user_attrs.get(ATTR_ERROR) or "no error recorded")
+            failed_numbers.append(trial.number)
             if len(failures) >= _MAX_FAILURES_IN_A_ROW:
                 study.stop()
         else:
@@ -463,7 +584,7 @@ def run_prepared(
             study.stop()
 
     try:
-        while len(failures) < _MAX_FAILURES_IN_A_ROW:
+        while len(failures) < _MAX_FAILURES_IN_A_ROW and not memory.exceeded:
             optuna.storages.fail_stale_trials(study)
             done, running = _finished_count(study)
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -494,8 +615,8 @@ def run_prepared(
             artifacts.flush()  # the last study note and figure
     if len(failures) >= _MAX_FAILURES_IN_A_ROW:
         raise LRSearchError(
-            f"{len(failures)} trials failed in a row; stopping. Last error: "
-            f"{failures[-1].splitlines()[-1] if failures[-1] else 'unknown'}"
+            f"{len(failures)} trials failed in a row; stopping. Last error (trial "
+            f"#{failed_numbers[-1]}): {failures[-1]}"
         )
     done, _ = _finished_count(study)
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
@@ -508,22 +629,62 @@ def run_prepared(
         seconds=time.perf_counter() - started,
         best=_best(study),
         counts=dict(counts),
+        recycled=memory.exceeded and done < budget,
     )
 
 
+class _MemoryWatch:
+    """Tells when this process's resident memory grew by more than ``limit_mb`` since the
+    first check (the end of its first trial, once the model and data are in memory)."""
+
+    def __init__(self, limit_mb: int | None) -> None:
+        self.limit_mb = limit_mb
+        self.baseline: float | None = None
+        self.exceeded = False
+
+    def grown_too_much(self) -> bool:
+        if self.limit_mb is None:
+            return False
+        now = resident_mb()
+        if self.baseline is None:
+            self.baseline = now
+        self.exceeded = now - self.baseline > self.limit_mb
+        return self.exceeded
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MB (peak resident memory where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def _guarded(objective: Objective) -> Callable[[Any], float]:
-    """Turns unexpected errors into :class:`TrialError` (the trial fails, the study goes on);
-    configuration errors still stop the study."""
+    """Turns any error inside a trial into :class:`TrialError`: the trial fails with the error
+    recorded on it (``lrsearch.error``: type, message, the user's file:line), its line says
+    why, and the study goes on (it stops after a few failures in a row)."""
 
     def run(trial: Any) -> float:
         import optuna
 
         try:
             return objective(trial)
-        except (optuna.TrialPruned, ConfigError, KeyboardInterrupt):
+        except (optuna.TrialPruned, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - reported on the trial and printed
-            raise TrialError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - recorded on the trial and printed
+            # lrsearch's one-line wrapper of the user's error: the user's error says more.
+            cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
+            text = describe_error(
+                cause if isinstance(cause, Exception) else exc, objective.base_dir
+            )
+            trial.set_user_attr(ATTR_ERROR, text)
+            raise TrialError(text) from exc
 
     return run
 
@@ -539,9 +700,11 @@ def _requeue_interrupted(study: Any, trial: Any) -> int | None:
     if frozen.state == TrialState.RUNNING:
         storage.set_trial_user_attr(trial._trial_id, ATTR_INTERRUPTED, True)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    elif frozen.state != TrialState.FAIL:
-        return None  # it finished before the interrupt: nothing to run again
-    attrs = {ATTR_RETRY_OF: frozen.number}
+    elif frozen.state != TrialState.FAIL or not frozen.user_attrs.get(ATTR_INTERRUPTED):
+        return None  # it ended before the interrupt (even by failing): nothing to run again
+    attrs: dict[str, Any] = {ATTR_RETRY_OF: frozen.number}
+    if ATTR_SEED in frozen.user_attrs:
+        attrs[ATTR_SEED] = frozen.user_attrs[ATTR_SEED]  # the same experiment, the same seed
     if ATTR_BASELINE in frozen.user_attrs:
         attrs[ATTR_BASELINE] = frozen.user_attrs[ATTR_BASELINE]
     study.enqueue_trial(frozen.params, user_attrs=attrs, skip_if_exists=False)
@@ -556,7 +719,7 @@ def load_study(name: str, storage_url: str | None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = open_storage(storage_url, **heartbeat_settings())
+    storage = open_storage(storage_url, create=False, **heartbeat_settings())
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
@@ -567,8 +730,8 @@ def load_study(name: str, storage_url: str | None) -> Any:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         listing = ", ".join(names[:10]) or "none"
         raise ConfigError(
-            f"No study named {name!r} in {mask_url(resolve_storage_url(storage_url))}.{hint} "
-            f"Studies there: {listing}."
+            f"No study named {settings.shown(name)} in "
+            f"{mask_url(resolve_storage_url(storage_url))}.{hint} Studies there: {listing}."
         ) from None
 
 
@@ -577,7 +740,7 @@ def list_studies(storage_url: str | None = None) -> list[dict[str, Any]]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, create=False)
     out = []
     for s in optuna.get_all_study_summaries(storage, include_best_trial=True):
         out.append(
@@ -602,6 +765,7 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
     best_per_family: dict[str, dict[str, Any]] = {}
     maximize = study.direction.name == "MAXIMIZE"
     running = []
+    failed = []
     stale = set(_stale_trial_numbers(study))
     for t in trials:
         state = t.state.name.lower()
@@ -609,6 +773,13 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
             state = "diverged"
         counts[state] += 1
         family = family_of(t)
+        if t.state.name == "FAIL":
+            error = t.user_attrs.get(ATTR_ERROR)
+            if t.user_attrs.get(ATTR_INTERRUPTED):
+                error = "interrupted (Ctrl-C)"
+            elif error is None:
+                error = "no error recorded: its worker stopped (killed, crashed or lost)"
+            failed.append({"number": t.number, "family": family, "error": error})
         if t.state.name == "RUNNING":
             started = t.datetime_start.isoformat(" ", "seconds") if t.datetime_start else "?"
             running.append(
@@ -637,6 +808,7 @@ def study_status(name: str, storage_url: str | None = None) -> dict[str, Any]:
             sorted(best_per_family.items(), key=lambda kv: kv[1]["value"], reverse=maximize)
         ),
         "running": running,
+        "failed": failed[-5:],
         "best": _best(study),
     }
 
@@ -692,6 +864,23 @@ def stored_budget(name: str, storage_url: str | None = None) -> int | None:
     """The budget (``n_trials``) last set on the study, if any."""
     value = load_study(name, storage_url).user_attrs.get(ATTR_N_TRIALS)
     return int(value) if value else None
+
+
+def run_summary(name: str, storage_url: str, *, ran: int, seconds: float = 0.0) -> RunSummary:
+    """The state of study ``name`` after a run in which ``ran`` trials were run."""
+    study = load_study(name, storage_url)
+    done, _ = _finished_count(study)
+    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return RunSummary(
+        study_name=study.study_name,
+        storage_url=mask_url(storage_url),
+        n_trials=int(study.user_attrs.get(ATTR_N_TRIALS) or 0),
+        finished=done,
+        ran=ran,
+        seconds=seconds,
+        best=_best(study),
+        counts=dict(counts),
+    )
 
 
 def study_progress(study: Any, budget: int) -> tuple[int, int, str]:

@@ -24,6 +24,7 @@ from lrsearch.config import (
     PrunerConfig,
     SamplerConfig,
     StudyConfig,
+    check_study_name,
     config_diff,
     load_study_file,
     parse_study_config,
@@ -354,6 +355,252 @@ ERRORS: list[tuple[str, Callable[[Path], Path], str, tuple[str, ...]]] = [
         "baseline.0.learning_rate",
         ("is required",),
     ),
+    # strict types: no string, bool or float where an integer is expected
+    (
+        "quoted-n-trials",
+        _text(HEADER + 'n_trials = "5"\n'),
+        "study.n_trials",
+        ("= '5'", "a whole number", "without quotes: 5"),
+    ),
+    (
+        "float-n-trials",
+        _text(HEADER + "n_trials = 5.0\n"),
+        "study.n_trials",
+        ("= 5.0", "a whole number"),
+    ),
+    (
+        "bool-epochs",
+        _text(HEADER + "[training]\nepochs = true\n"),
+        "training.epochs",
+        ("= True", "a whole number", "not true/false"),
+    ),
+    (
+        "quoted-validation-split",
+        _text(HEADER + "[data]\nvalidation_split = '0.2'\n"),
+        "data.validation_split",
+        ("= '0.2'", "a number", "without quotes: 0.2"),
+    ),
+    (
+        "bool-momentum",
+        _text(HEADER + "[training]\nmomentum = false\n"),
+        "training.momentum",
+        ("= False", "a number", "not true/false"),
+    ),
+    (
+        "number-name",
+        _text("[study]\nname = 5\n"),
+        "study.name",
+        ("= 5", "a string", 'in quotes: "5"'),
+    ),
+    (
+        "log-yes",
+        _text(HEADER + "[space.onecycle]\npct_start = {low = 0.2, high = 0.4, log = 'yes'}\n"),
+        "space.onecycle.pct_start.log",
+        ("'yes'", "true or false"),
+    ),
+    (
+        "log-yes-lr",
+        _text(HEADER + "[space]\nlearning_rate = {low = 1e-4, high = 0.1, log = 'no'}\n"),
+        "space.learning_rate.log",
+        ("'no'", "true or false"),
+    ),
+    (
+        "range-table-without-high",
+        _text(HEADER + "[space.onecycle]\npct_start = {low = 0.2}\n"),
+        "space.onecycle.pct_start",
+        ("{low, high, log}",),
+    ),
+    (
+        "range-table-unknown-key",
+        _text(HEADER + "[space.onecycle]\npct_start = {low = 0.2, high = 0.3, lgo = true}\n"),
+        "space.onecycle.pct_start",
+        ("lgo", "{low, high, log}"),
+    ),
+    (
+        "range-table-string-bound",
+        _text(HEADER + "[space.onecycle]\npct_start = {low = '0.2', high = 0.3}\n"),
+        "space.onecycle.pct_start.low",
+        ("'0.2'", "finite number"),
+    ),
+    (
+        "inf-in-family-range",
+        _text(HEADER + "[space.cosine]\nalpha = [0.0, inf]\n"),
+        "space.cosine.alpha",
+        ("inf", "finite"),
+    ),
+    # finite numbers in sensible ranges
+    (
+        "huge-fixed-lr",
+        _text(HEADER + "[space]\nlearning_rate = 1e308\n"),
+        "space.learning_rate",
+        ("1e+308", "<= 10"),
+    ),
+    (
+        "huge-lr-range",
+        _text(HEADER + "[space]\nlearning_rate = [1e-4, 1e308]\n"),
+        "space.learning_rate",
+        ("1e+308", "<= 10"),
+    ),
+    (
+        "inf-lr-table",
+        _text(HEADER + "[space]\nlearning_rate = {low = 1e-4, high = inf}\n"),
+        "space.learning_rate.high",
+        ("inf", "finite"),
+    ),
+    (
+        "zero-lr-range",
+        _text(HEADER + "[space]\nlearning_rate = [0, 0.1]\n"),
+        "space.learning_rate",
+        ("> 0",),
+    ),
+    (
+        "string-lr",
+        _text(HEADER + "[space]\nlearning_rate = 'fast'\n"),
+        "space.learning_rate",
+        ("'fast'", "[low, high]"),
+    ),
+    (
+        "bool-lr",
+        _text(HEADER + "[space]\nlearning_rate = true\n"),
+        "space.learning_rate",
+        ("True",),
+    ),
+    (
+        "huge-baseline-lr",
+        _text(HEADER + "[[baseline]]\nfamily = 'cosine'\nlearning_rate = 1e308\n"),
+        "baseline.0.learning_rate",
+        ("1e+308", "less than or equal to 10"),
+    ),
+    (
+        "quoted-baseline-lr",
+        _text(HEADER + "[[baseline]]\nfamily = 'cosine'\nlearning_rate = '0.1'\n"),
+        "baseline.0.learning_rate",
+        ("'0.1'", "without quotes: 0.1"),
+    ),
+    (
+        "inf-weight-decay",
+        _text(HEADER + "[training]\nweight_decay = inf\n"),
+        "training.weight_decay",
+        ("= inf", "finite number"),
+    ),
+    (
+        "large-weight-decay",
+        _text(HEADER + "[training]\nweight_decay = 5.0\n"),
+        "training.weight_decay",
+        ("5.0", "less than or equal to 1"),
+    ),
+    (
+        "nan-momentum",
+        _text(HEADER + "[training]\nmomentum = nan\n"),
+        "training.momentum",
+        ("nan", "finite number"),
+    ),
+    (
+        "inf-divergence-factor",
+        _text(HEADER + "[training]\ndivergence_factor = inf\n"),
+        "training.divergence_factor",
+        ("inf", "finite number"),
+    ),
+    (
+        "inf-baseline-param",
+        _text(
+            HEADER + "[[baseline]]\nfamily = 'cosine'\nlearning_rate = 0.1\nwarmup_epochs = inf\n"
+        ),
+        "baseline.0.warmup_epochs",
+        ("inf", "finite number"),
+    ),
+    (
+        "unknown-model-type",
+        _text(HEADER + "[model]\ntype = 'mpl'\n"),
+        "model.type",
+        ("'mpl'", "Did you mean 'mlp'?"),
+    ),
+    (
+        "model-param-type",
+        _text(HEADER + "[model]\nhidden = 'lots'\n"),
+        "model.hidden",
+        ("'lots'", "list of positive integers"),
+    ),
+    (
+        "model-param-typo",
+        _text(HEADER + "[model]\nhiden = [8]\n"),
+        "model.hiden",
+        ("Did you mean 'hidden'?",),
+    ),
+    (
+        "cnn-param-value",
+        _text(HEADER + "[model]\ntype = 'cnn'\nkernel_size = 0\n"),
+        "model.kernel_size",
+        (">= 1",),
+    ),
+    (
+        "seed-2-32",
+        _text(HEADER + "seed = 4294967296\n"),
+        "study.seed",
+        ("4294967296", "less than 4294967296"),
+    ),
+    (
+        "empty-label-column",
+        _text(HEADER + "[data]\nlabel_column = ''\n"),
+        "data.label_column",
+        ("at least 1 character",),
+    ),
+    # study names
+    (
+        "name-with-newline",
+        _text('[study]\nname = "a\\nb"\n'),
+        "study.name",
+        ("'a\\nb'", "line break", "one line of printable characters"),
+    ),
+    (
+        "name-with-tab",
+        _text('[study]\nname = "a\\tb"\n'),
+        "study.name",
+        ("U+0009", "position 2"),
+    ),
+    (
+        "blank-name",
+        _text('[study]\nname = "   "\n'),
+        "study.name",
+        ("blank",),
+    ),
+    (
+        "name-with-outer-spaces",
+        _text('[study]\nname = " demo "\n'),
+        "study.name",
+        ("spaces", "'demo'"),
+    ),
+    # data.source typos are caught when the file is read
+    (
+        "source-typo",
+        _text(HEADER + "[data]\nsource = 'digts'\n"),
+        "data.source",
+        ("'digts'", "Did you mean 'digits'?"),
+    ),
+    (
+        "source-unknown-keras",
+        _text(HEADER + "[data]\nsource = 'keras:imagenet'\n"),
+        "data.source",
+        ("'keras:imagenet'", "keras:mnist"),
+    ),
+    (
+        "source-without-path",
+        _text(HEADER + "[data]\nsource = 'npz:'\n"),
+        "data.source",
+        ("'npz:'", "npz:PATH"),
+    ),
+    (
+        "source-malformed-python",
+        _text(HEADER + "[data]\nsource = 'python:loader'\n"),
+        "data.source",
+        ("python:module:function",),
+    ),
+    (
+        "model-type-malformed-python",
+        _text(HEADER + "[model]\ntype = 'python:build'\n"),
+        "model.type",
+        ("python:module:function",),
+    ),
     (
         "baseline-negative-lr",
         _text(HEADER + "[[baseline]]\nfamily = 'cosine'\nlearning_rate = -0.1\n"),
@@ -378,6 +625,91 @@ def test_bad_study_file_gives_one_line_config_error(
     assert field in message  # names the field
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[study]\nname = "' + "n" * 100_000 + '"\n',
+        HEADER + '[data]\nsource = "' + "d" * 100_000 + '"\n',
+        HEADER + "[space]\nfamilies = ['" + "f" * 100_000 + "']\n",
+        HEADER + '"' + "k" * 100_000 + '" = 1\n',
+        HEADER + "[space.cosine]\n" + "a" * 100_000 + " = 1\n",
+        HEADER + "[space]\nlearning_rate = '" + "l" * 100_000 + "'\n",
+    ],
+    ids=["name", "source", "family", "key", "family-key", "lr"],
+)
+def test_long_values_are_cut_in_messages(tmp_path: Path, text: str) -> None:
+    """A 100,000-character value gives a short line, the value cut with '...'."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_study_file(path)
+    message = str(info.value)
+    assert len(message) < 600 + len(str(path)), message[:1000]
+    assert "..." in message
+
+
+@pytest.mark.parametrize("name", ["demo", "lr search #3", "études-2024", "a" * 500, "x"])
+def test_check_study_name_accepts(name: str) -> None:
+    assert check_study_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "fragments"),
+    [
+        ("a\nb", ("line break (U+000A) at position 2",)),
+        ("a\rb", ("U+000D",)),
+        ("\x00", ("control character (U+0000) at position 1",)),
+        ("a\u2028b", ("line break (U+2028)",)),
+        ("a\u202eb", ("U+202E",)),
+        ("", ("is empty",)),
+        ("  ", ("blank",)),
+        ("x" * 501, ("501 characters", "at most 500")),
+        (" x", ("spaces",)),
+    ],
+)
+def test_check_study_name_refuses(name: str, fragments: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_study_name(name, field="--study-name")
+    message = str(info.value)
+    assert message.startswith("--study-name ")
+    assert "\n" not in message and "\r" not in message and "\u2028" not in message
+    assert len(message) < 400
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_check_study_name_refuses_a_non_string() -> None:
+    with pytest.raises(ConfigError, match="study.name"):
+        check_study_name(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("section", "values"),
+    [
+        ("study", {"n_trials": 3, "seed": 2**32 - 1, "timeout": 60}),
+        ("training", {"weight_decay": 1, "momentum": 0, "divergence_factor": 2}),
+        ("space", {"learning_rate": 10}),
+        ("space", {"learning_rate": [1e-5, 10]}),
+        ("space", {"learning_rate": {"low": 1e-4, "high": 1, "log": False}}),
+        ("space", {"onecycle": {"pct_start": {"low": 0.2, "high": 0.4, "log": True}}}),
+        ("space", {"onecycle": {"anneal": ["cos", "linear"], "three_phase": True}}),
+        ("data", {"source": "npz:/nowhere/yet.npz"}),  # the file is looked for when loading
+        ("data", {"source": "python:loaders:load"}),
+        ("model", {"type": "python:nets:build", "anything": "goes", "width": 1e9}),
+        ("model", {"type": "cnn", "filters": 8, "dense": 0}),
+    ],
+)
+def test_boundary_values_are_accepted(section: str, values: dict[str, Any]) -> None:
+    """Ints where floats are expected, the largest seed and learning rate, booleans as booleans."""
+    cfg = parse(**{section: values})
+    assert parse_study_config(cfg.normalized()) == cfg
+
+
+def test_loaded_values_have_their_declared_types() -> None:
+    cfg = parse(training={"weight_decay": 0}, study={"timeout": 60})
+    assert type(cfg.training.weight_decay) is float and type(cfg.study.timeout) is float
+    assert type(cfg.study.n_trials) is int
 
 
 def test_several_errors_are_counted_on_one_line() -> None:
@@ -592,9 +924,9 @@ _study = _section(
         "name": _field("s", "", "x" * 501),
         "metric": _field(*METRICS, "acc"),
         "direction": _field("maximize", "minimize", "up"),
-        "n_trials": _field(1, 20, 0),
-        "timeout": _field(1.0, 0.0, float("inf")),
-        "seed": _field(0, 7, -1),
+        "n_trials": _field(1, 20, 0, "5", 5.0, True),
+        "timeout": _field(1.0, 0.0, float("inf"), 60),
+        "seed": _field(0, 7, -1, 2**32 - 1, 2**32),
         "sampler": st.one_of(_engine, _field("tpe", "random", "cmaes", "grid")),
         "pruner": st.one_of(_engine, _field("median", "successive_halving", "none")),
     }
@@ -615,10 +947,10 @@ _model = st.builds(
 )
 _training = _section(
     {
-        "epochs": _field(1, 10, 0, 100_001),
+        "epochs": _field(1, 10, 0, 100_001, True, "3"),
         "optimizer": _field("sgd", "adam", "adamw", "rmsprop"),
-        "momentum": _field(0.0, 0.9, 1.0),
-        "weight_decay": _field(0.0, 1e-4, -1.0),
+        "momentum": _field(0.0, 0.9, 1.0, float("nan")),
+        "weight_decay": _field(0.0, 1e-4, -1.0, 1, float("inf"), 2.0),
         "loss": _field("mse"),
         "divergence_factor": _field(10.0, 1.0),
     }
@@ -628,7 +960,19 @@ _param_names = sorted(
     | {n for f in FAMILIES.values() for n in f.param_names}
     | {"pct_strat"}
 )
-_range = _field(0.1, 1, True, "cos", [0.1, 0.5], [], ["cos"], {"low": 0.1, "high": 0.2})
+_range = _field(
+    0.1,
+    1,
+    True,
+    "cos",
+    [0.1, 0.5],
+    [],
+    ["cos"],
+    {"low": 0.1, "high": 0.2},
+    {"low": 0.1, "high": 0.2, "log": True},
+    {"low": 0.1, "high": 0.2, "log": "yes"},
+    [0.0, float("inf")],
+)
 _family_table = st.one_of(
     st.dictionaries(st.sampled_from(_param_names), _range, max_size=3), _range
 )
@@ -638,7 +982,9 @@ _space = st.builds(
         {},
         optional={
             "families": st.one_of(st.lists(_names, max_size=4), _anything),
-            "learning_rate": _field(0.01, [1e-4, 1e-1], {"low": 1e-3, "high": 1.0}, -1),
+            "learning_rate": _field(
+                0.01, [1e-4, 1e-1], {"low": 1e-3, "high": 1.0}, -1, 1e308, [1e-4, 11], "0.1"
+            ),
         },
     ),
     st.dictionaries(st.one_of(_names, _junk_key), _family_table, max_size=2),
@@ -650,7 +996,7 @@ _baseline = st.builds(
         optional={
             "family": _names,
             "name": _field("b"),
-            "learning_rate": _field(0.01, 0.0, -1.0),
+            "learning_rate": _field(0.01, 0.0, -1.0, 1e308, 10, "0.1"),
         },
     ),
     st.dictionaries(st.one_of(st.sampled_from(_param_names), _junk_key), _range, max_size=3),
@@ -672,6 +1018,42 @@ _document = st.builds(
 )
 
 
+def _assert_strict(cfg: StudyConfig) -> None:
+    """What a loaded config promises: declared ints are ints (not bools), floats are finite,
+    learning rates and the seed in range, every free value finite."""
+    for section in (cfg.study, cfg.study.sampler, cfg.study.pruner, cfg.data, cfg.training):
+        for name, info in type(section).model_fields.items():
+            value = getattr(section, name)
+            if info.annotation in (int, int | None) and value is not None:
+                assert type(value) is int, (name, value)
+            if info.annotation in (float, float | None) and value is not None:
+                assert type(value) is float and math.isfinite(value), (name, value)
+    assert 0 <= cfg.study.seed < 2**32
+    assert cfg.training.weight_decay <= 1
+
+    def finite(value: Any) -> bool:
+        if isinstance(value, float):
+            return math.isfinite(value)
+        if isinstance(value, list):
+            return all(finite(v) for v in value)
+        if isinstance(value, dict):
+            return all(finite(v) for v in value.values())
+        return True
+
+    assert finite(cfg.normalized())
+    lr = cfg.space.learning_rate
+    bounds = [lr] if isinstance(lr, int | float) else lr if isinstance(lr, list) else []
+    if isinstance(lr, dict):
+        bounds = [lr["low"], lr["high"]]
+        assert isinstance(lr.get("log", False), bool)
+    assert all(0 < b <= 10 for b in bounds)
+    assert all(0 < b.learning_rate <= 10 for b in cfg.baseline)
+    for family in cfg.space.families:
+        for spec in cfg.space.family_overrides(family).values():
+            if isinstance(spec, dict):
+                assert isinstance(spec.get("log", False), bool)
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_document)
 def test_fuzz_structured_study_files(data: dict[str, Any]) -> None:
@@ -687,6 +1069,7 @@ def test_fuzz_structured_study_files(data: dict[str, Any]) -> None:
     else:
         assert isinstance(cfg, StudyConfig)
         assert len(cfg.fingerprint()) == 64
+        _assert_strict(cfg)
     # the dict route gives the same answer as the file
     try:
         parse_study_config(data)

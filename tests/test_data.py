@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from lrsearch.data import Dataset, clear_cache, load_dataset
-from lrsearch.exceptions import DataError
+from lrsearch.exceptions import ConfigError, DataError
 
 
 def _module(tmp_path: Path, body: str) -> str:
@@ -208,8 +209,49 @@ def test_npz_with_x_val_but_no_y_val(tmp_path: Path) -> None:
 def test_not_an_npz_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.npz"
     path.write_text("not a zip")
-    with pytest.raises(DataError, match="Cannot read .* as an .npz archive"):
+    with pytest.raises(
+        DataError, match=r"is not a valid \.npz \(numpy zip\) file \(it holds text\)"
+    ):
         load_dataset(f"npz:{path}")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"x,y\n1,2\n", b"", b"PK\x03\x04 truncated", pickle.dumps({"x_train": [1, 2]})],
+    ids=["text", "empty", "broken-zip", "pickle"],
+)
+def test_a_file_named_npz_that_is_not_a_zip(tmp_path: Path, content: bytes) -> None:
+    """A text (or empty, or pickle) file named .npz: says it is no .npz (numpy zip) file; numpy's
+    own words for it ("contains pickled (object) data", "allow_pickle") would mislead."""
+    path = tmp_path / "train.npz"
+    path.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        load_dataset("npz:train.npz", base_dir=tmp_path)
+    message = str(info.value)
+    assert f"'{path}' (data.source = 'npz:train.npz') is not a valid .npz (numpy zip) file" in (
+        message
+    )
+    assert "numpy.savez" in message  # the fix
+    assert "pickle" not in message.lower()
+    assert "\n" not in message
+
+
+def test_npz_holding_an_object_array_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "obj.npz"
+    np.savez(path, x_train=np.array([{"a": 1}, None], dtype=object), y_train=np.arange(2))
+    with pytest.raises(DataError) as info:
+        load_dataset("npz:obj.npz", base_dir=tmp_path)
+    message = str(info.value)
+    assert "array 'x_train'" in message and "Python objects" in message
+    assert "allow_pickle" not in message
+
+
+def test_npz_holding_a_single_npy_array(tmp_path: Path) -> None:
+    path = tmp_path / "one.npz"
+    with path.open("wb") as handle:
+        np.save(handle, np.zeros((3, 2)))
+    with pytest.raises(DataError, match=r"holds a single array \(\.npy\), not an \.npz archive"):
+        load_dataset("npz:one.npz", base_dir=tmp_path)
 
 
 # --- csv --------------------------------------------------------------------------------------
@@ -303,7 +345,8 @@ def test_python_source_tuples_from_the_current_directory(
 
 
 def test_python_source_import_failure_names_the_module(tmp_path: Path) -> None:
-    with pytest.raises(DataError) as info:
+    """A module that is not there is a typo in the study file: ConfigError (exit 2)."""
+    with pytest.raises(ConfigError) as info:
         load_dataset("python:lrs_no_such_module_xyz:load", base_dir=tmp_path)
     message = str(info.value)
     assert "Cannot import module 'lrs_no_such_module_xyz'" in message
@@ -311,11 +354,145 @@ def test_python_source_import_failure_names_the_module(tmp_path: Path) -> None:
 
 
 def test_python_source_missing_function_suggests(tmp_path: Path) -> None:
+    """The module is there but the study file names no function of it: a typo, exit 2."""
     name = _module(tmp_path, "def load_data():\n    return None\n")
     with pytest.raises(
-        DataError, match=f"Module '{name}' has no function 'load_dta'.*Did you mean 'load_data'"
+        ConfigError, match=f"Module '{name}' has no function 'load_dta'.*Did you mean 'load_data'"
     ):
         load_dataset(f"python:{name}:load_dta", base_dir=tmp_path)
+
+
+def _user_folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    """Writes modules (name -> source) into a study folder and returns it."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for name, body in files.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(body).lstrip())
+    return folder
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def test_python_source_imports_a_sibling_when_called(tmp_path: Path) -> None:
+    """The study folder is on sys.path for the whole call, not only for the import."""
+    loader, helpers = _unique("lrs_loader"), _unique("lrs_helpers")
+    folder = _user_folder(
+        tmp_path,
+        {
+            loader: f"""
+                def load():
+                    import {helpers}
+                    return {helpers}.arrays()
+                """,
+            helpers: """
+                import numpy as np
+
+                def arrays():
+                    return np.ones((20, 3)), np.arange(20) % 2
+                """,
+        },
+    )
+    ds = load_dataset(f"python:{loader}:load", base_dir=folder)
+    assert ds.input_shape == (3,)
+    assert str(folder) not in sys.path  # and taken off again
+
+
+def _user_error(folder: Path, source: str) -> str:
+    with pytest.raises(DataError) as info:
+        load_dataset(source, base_dir=folder)
+    assert not isinstance(info.value, ConfigError)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"data.source = {source!r}" in message
+    return message
+
+
+def test_python_source_raising_names_the_file_and_line(tmp_path: Path) -> None:
+    name = _unique("lrs_raises")
+    folder = _user_folder(
+        tmp_path,
+        {
+            name: """
+                import numpy as np
+
+                def load():
+                    x = np.ones((4, 2))
+                    raise ValueError("no rows in\\nthe table")
+                """
+        },
+    )
+    message = _user_error(folder, f"python:{name}:load")
+    assert f"(at {folder / name}.py:5)" in message
+    assert "calling load() failed: ValueError: no rows in the table" in message  # one line
+
+
+def test_python_source_error_in_a_sibling_names_the_innermost_user_frame(tmp_path: Path) -> None:
+    loader, helpers = _unique("lrs_loader"), _unique("lrs_helpers")
+    folder = _user_folder(
+        tmp_path,
+        {
+            loader: f"""
+                from {helpers} import read
+
+                def load():
+                    return read("x")
+                """,
+            helpers: """
+                def read(key):
+                    table = {}
+                    return table[key]
+                """,
+        },
+    )
+    message = _user_error(folder, f"python:{loader}:load")
+    assert f"(at {folder / helpers}.py:3)" in message
+    assert "KeyError: 'x'" in message
+
+
+def test_python_source_missing_sibling_when_called(tmp_path: Path) -> None:
+    name = _unique("lrs_loader")
+    folder = _user_folder(
+        tmp_path, {name: "def load():\n    import lrs_gone_helpers_xyz\n    return None\n"}
+    )
+    message = _user_error(folder, f"python:{name}:load")
+    assert f"(at {folder / name}.py:2)" in message
+    assert "ModuleNotFoundError: No module named 'lrs_gone_helpers_xyz'" in message
+
+
+@pytest.mark.parametrize("where", ["module", "sibling"])
+def test_python_source_syntax_error_names_the_file_and_line(tmp_path: Path, where: str) -> None:
+    loader, helpers = _unique("lrs_loader"), _unique("lrs_helpers")
+    broken = "def arrays(:\n    return 1\n"
+    files = (
+        {loader: "import numpy\n\n" + broken}
+        if where == "module"
+        else {loader: f"def load():\n    import {helpers}\n", helpers: "x = 1\n" + broken}
+    )
+    folder = _user_folder(tmp_path, files)
+    message = _user_error(folder, f"python:{loader}:load")
+    culprit, line = (loader, 3) if where == "module" else (helpers, 2)
+    assert f"(at {folder / culprit}.py:{line})" in message
+    assert "SyntaxError:" in message
+
+
+def test_python_source_error_at_import_names_the_file_and_line(tmp_path: Path) -> None:
+    name = _unique("lrs_loader")
+    folder = _user_folder(
+        tmp_path, {name: "import lrs_not_installed_xyz\n\ndef load():\n    return None\n"}
+    )
+    message = _user_error(folder, f"python:{name}:load")  # a DataError: the module is there
+    assert f"(at {folder / name}.py:1)" in message
+    assert "ModuleNotFoundError: No module named 'lrs_not_installed_xyz'" in message
+
+
+def test_python_source_long_error_message_is_cut(tmp_path: Path) -> None:
+    name = _unique("lrs_loader")
+    folder = _user_folder(tmp_path, {name: "def load():\n    raise RuntimeError('x' * 100_000)\n"})
+    message = _user_error(folder, f"python:{name}:load")
+    assert len(message) < 1000
+    assert "RuntimeError: xxx" in message and "..." in message
 
 
 def test_python_source_bad_return(tmp_path: Path) -> None:
@@ -329,16 +506,28 @@ def test_python_source_bad_return(tmp_path: Path) -> None:
         load_dataset(f"python:{name}:b", base_dir=tmp_path)
 
 
-def test_python_source_malformed() -> None:
-    with pytest.raises(DataError, match="python:module:function"):
-        load_dataset("python:just_a_module")
+@pytest.mark.parametrize(
+    "source", ["python:just_a_module", "python::load", "python:mod:", "python:my-mod:load"]
+)
+def test_python_source_malformed(source: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_dataset(source)
+    assert f"data.source = {source!r}" in str(info.value)
+    assert "python:module:function" in str(info.value)
+
+
+def test_python_source_given_a_file_path_suggests_the_module() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'python:loaders:load'"):
+        load_dataset("python:loaders.py:load")
 
 
 # --- errors -----------------------------------------------------------------------------------
 
 
 def test_missing_file_message() -> None:
-    with pytest.raises(DataError) as info:
+    """A path that names no file is a study-file mistake (like click's Path(exists=True)): a
+    ConfigError, exit 2; a file that is there but unreadable is a DataError."""
+    with pytest.raises(ConfigError) as info:
         load_dataset("npz:x.npz", base_dir=Path("/nonexistent-lrsearch-dir"))
     assert str(info.value) == (
         "Data file 'x.npz' not found (data.source = 'npz:x.npz'); give a path relative to the "
@@ -349,25 +538,50 @@ def test_missing_file_message() -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("digts", "Unknown data source 'digts'. Did you mean 'digits'?"),
+        ("digts", "data.source = 'digts': not a data source. Did you mean 'digits'?"),
         ("breast-cancer", "Did you mean 'breast_cancer'?"),
         (
             "nzp:a.npz",
-            "Unknown data source scheme 'nzp:' in 'nzp:a.npz'. Did you mean 'npz:a.npz'?",
+            "data.source = 'nzp:a.npz': unknown scheme 'nzp:'. Did you mean 'npz:a.npz'?",
         ),
         ("train.csv", "Did you mean 'csv:train.csv'?"),
-        ("keras:mnst", "Unknown Keras dataset 'mnst'"),
-        ("imagenet", "Unknown data source 'imagenet'. Valid forms:"),
+        ("keras:mnst", "data.source = 'keras:mnst': unknown Keras dataset 'mnst'"),
+        ("keras:imagenet", "data.source = 'keras:imagenet': unknown Keras dataset 'imagenet'"),
+        ("imagenet", "data.source = 'imagenet': not a data source. Valid forms:"),
+        ("npz:", "data.source = 'npz:': lacks a path; write 'npz:PATH'"),
+        ("csv:  ", "data.source = 'csv:  ': lacks a path; write 'csv:PATH'"),
     ],
 )
 def test_unknown_source(source: str, expected: str) -> None:
-    with pytest.raises(DataError) as info:
+    """A typo in data.source is a ConfigError (exit 2), like every other study-file typo."""
+    with pytest.raises(ConfigError) as info:
         load_dataset(source)
     message = str(info.value)
     assert expected in message
-    if not source.startswith("keras:"):
+    if not source.startswith(("keras:", "npz:", "csv:")):
         for form in ("digits", "npz:PATH", "csv:PATH", "keras:mnist", "python:module:function"):
             assert form in message
+
+
+def test_check_source_needs_no_file_system() -> None:
+    """The form check that the study-file schema runs: forms only, paths are not looked at."""
+    from lrsearch.data import check_source
+
+    assert check_source(" npz:/no/such/file.npz ") == "npz:/no/such/file.npz"
+    assert check_source("python:nowhere_xyz:load") == "python:nowhere_xyz:load"
+    assert check_source("csv: train.csv ") == "csv:train.csv"
+    with pytest.raises(ConfigError, match="Did you mean 'digits'"):
+        check_source("digts")
+    with pytest.raises(ConfigError, match="Did you mean 'mnist'"):
+        check_source("keras:MNIST")
+
+
+def test_seed_beyond_32_bits() -> None:
+    """Not reported as a split problem: the seed is named."""
+    with pytest.raises(
+        DataError, match=r"seed must be an integer in \[0, 2\*\*32\) \(study.seed\)"
+    ):
+        load_dataset("wine", seed=2**32)
 
 
 @pytest.mark.parametrize("split", [0, 0.0, 1, 1.0, 1.5, -0.1, "0.2"])

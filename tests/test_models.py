@@ -182,6 +182,109 @@ def test_python_model_unknown_parameter(tmp_path: Path) -> None:
         build_model(f"python:{name}:tiny", **DIGITS, params={"widht": 3}, base_dir=tmp_path)
 
 
+def _study_folder(tmp_path: Path, files: dict[str, str]) -> Path:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for name, body in files.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(body).lstrip())
+    return folder
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def test_python_model_imports_a_sibling_when_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a trial: called from elsewhere, with base_dir the study folder, twice."""
+    models, layers = _unique("lrs_models"), _unique("lrs_layers")
+    folder = _study_folder(
+        tmp_path,
+        {
+            models: f"""
+                def build(input_shape, n_classes):
+                    import {layers}
+                    return {layers}.tiny(input_shape, n_classes)
+                """,
+            layers: _USER_MODEL,
+        },
+    )
+    monkeypatch.chdir(tmp_path)  # not the study folder
+    for _ in range(2):  # build_model runs in every trial
+        model = build_model(f"python:{models}:build", **DIGITS, base_dir=folder)
+        assert model.output_shape == (None, 10)
+    assert str(folder) not in sys.path
+
+
+def _user_error(folder: Path, spec: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_model(spec, **DIGITS, base_dir=folder)
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"model.type = {spec!r}" in message
+    return message
+
+
+def test_python_model_raising_names_the_file_and_line(tmp_path: Path) -> None:
+    name = _unique("lrs_models")
+    folder = _study_folder(
+        tmp_path,
+        {
+            name: """
+                def build(input_shape, n_classes):
+                    if len(input_shape) != 1:
+                        raise ValueError(f"wants flat input, got {input_shape}")
+                """
+        },
+    )
+    message = _user_error(folder, f"python:{name}:build")
+    assert f"(at {folder / name}.py:3)" in message
+    assert "building the model failed: ValueError: wants flat input, got (8, 8, 1)" in message
+
+
+def test_python_model_error_inside_keras_names_the_user_line(tmp_path: Path) -> None:
+    """The innermost frame in the study folder, not Keras's own."""
+    name = _unique("lrs_models")
+    folder = _study_folder(
+        tmp_path,
+        {
+            name: """
+                import keras
+
+                def build(input_shape, n_classes):
+                    inputs = keras.Input(shape=input_shape)
+                    x = keras.layers.Dense(-3)(inputs)
+                    return keras.Model(inputs, x)
+                """
+        },
+    )
+    message = _user_error(folder, f"python:{name}:build")
+    assert f"(at {folder / name}.py:5)" in message
+    assert "ValueError:" in message
+
+
+def test_python_model_missing_sibling_when_called(tmp_path: Path) -> None:
+    name = _unique("lrs_models")
+    folder = _study_folder(
+        tmp_path,
+        {name: "def build(input_shape, n_classes):\n    import lrs_gone_layers_xyz\n"},
+    )
+    message = _user_error(folder, f"python:{name}:build")
+    assert f"(at {folder / name}.py:2)" in message
+    assert "ModuleNotFoundError: No module named 'lrs_gone_layers_xyz'" in message
+
+
+def test_python_model_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    name = _unique("lrs_models")
+    folder = _study_folder(
+        tmp_path, {name: "import keras\n\ndef build(input_shape n_classes):\n    pass\n"}
+    )
+    message = _user_error(folder, f"python:{name}:build")
+    assert f"importing {name} failed: SyntaxError:" in message
+    assert f"(at {folder / name}.py:3)" in message
+
+
 # --- errors -----------------------------------------------------------------------------------
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import signal
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrsearch.config import StudyConfig, parse_study_config
+from lrsearch._imports import import_keras
+from lrsearch.config import MAX_LEARNING_RATE, StudyConfig, parse_study_config
+from lrsearch.divergence import DivergenceWatch
 from lrsearch.objective import load_data, make_budget, train
 from lrsearch.schedules import FAMILIES, build_schedule
 from lrsearch.space import SchedulePoint, SearchSpace
@@ -27,6 +31,8 @@ from lrsearch.study import best_trial, make_pruner, run_study, stored_config, st
 EPOCHS = 3
 LIMIT = 240  # training samples: ceil(240 / 64) = 4 steps per epoch
 HISTORY_KEYS = ("epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy")
+
+keras = import_keras()
 
 
 def tiny_config(name: str = "tiny", **sections: dict[str, Any]) -> StudyConfig:
@@ -130,9 +136,9 @@ def _sgd_constant(name: str, learning_rate: Any, **study: Any) -> StudyConfig:
 
 
 def test_huge_sgd_learning_rate_diverges_and_stops_early() -> None:
-    config = _sgd_constant("diverge", 1e6)
+    config = _sgd_constant("diverge", MAX_LEARNING_RATE)
     space, steps_per_epoch = space_of(config)
-    point = space.point("constant", {"learning_rate": 1e6})
+    point = space.point("constant", {"learning_rate": MAX_LEARNING_RATE})
 
     result = train(config, load_data(config), point, seed=0)
 
@@ -151,9 +157,9 @@ def test_diverged_trial_is_pruned_with_nan_and_the_study_goes_on(tmp_path: Path)
         "diverge-study",
         study={"name": "diverge-study", "n_trials": 2},
         training={"optimizer": "sgd"},
-        space={"families": ["constant"], "learning_rate": [1e-3, 1e6]},
+        space={"families": ["constant"], "learning_rate": [1e-3, MAX_LEARNING_RATE]},
         baseline=[
-            {"family": "constant", "name": "huge", "learning_rate": 1e6},
+            {"family": "constant", "name": "huge", "learning_rate": MAX_LEARNING_RATE},
             {"family": "constant", "name": "sane", "learning_rate": 0.01},
         ],
     )
@@ -177,6 +183,151 @@ def test_diverged_trial_is_pruned_with_nan_and_the_study_goes_on(tmp_path: Path)
     assert second.user_attrs["outcome"] == "complete"
     assert f"DIVERGED at step {step}" in lines[0]
     assert study_status("diverge-study", url)["counts"] == {"diverged": 1, "complete": 1}
+
+
+def _running_means(losses: list[float], batch_size: int, samples: int) -> list[float]:
+    """``logs["loss"]`` after each batch of one epoch, computed as Keras's trainers do: a
+    float32 ``keras.metrics.Mean`` weighted by each batch's number of samples."""
+    mean = keras.metrics.Mean()
+    out = []
+    for k, loss in enumerate(losses):
+        size = min(batch_size, samples - k * batch_size)
+        mean.update_state(loss, sample_weight=size)
+        out.append(float(mean.result()))
+    return out
+
+
+def test_divergence_watch_recovers_each_batch_loss_from_the_running_mean() -> None:
+    """Two epochs of 10 batches (the last one partial: 75 = 9 x 8 + 3 samples). The recovered
+    losses match the batches' own to float32 precision; a 5x spike at batch 7 of the second
+    epoch (step 17) trips a factor of 4 although the running mean then is only ~1.5x."""
+    rng = np.random.default_rng(0)
+    batch_size, samples = 8, 75
+    epochs = [list(2.3 * rng.uniform(0.6, 1.0, 10)), list(2.0 * rng.uniform(0.6, 1.0, 10))]
+    epochs[1][6] = 5 * 2.3
+    watch = DivergenceWatch(4.0, samples=samples, batch_size=batch_size)
+    recovered, tripped = [], []
+    for losses in epochs:
+        watch.start_epoch()
+        for batch, mean in enumerate(_running_means(losses, batch_size, samples)):
+            if watch.update(batch, mean):
+                tripped.append(watch.steps)
+            recovered.append(watch.loss)
+            assert watch.update(batch, mean) == (watch.steps == 17)  # a repeat changes nothing
+            assert recovered[-1] == watch.loss
+
+    np.testing.assert_allclose(recovered, epochs[0] + epochs[1], rtol=1e-5)
+    assert watch.first_loss == pytest.approx(epochs[0][0], rel=1e-6)
+    assert tripped == [17] and watch.diverged_at_step == 17 and watch.steps == 20
+    assert watch.diverged_loss == pytest.approx(5 * 2.3, rel=1e-5)
+    # The running mean Keras logs at the spike stayed far under the limit.
+    assert _running_means(epochs[1], batch_size, samples)[6] < 2 * epochs[0][0]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
+def test_divergence_watch_trips_on_a_non_finite_loss_even_at_the_first_batch(bad: float) -> None:
+    watch = DivergenceWatch(10.0, samples=64, batch_size=16)
+    watch.start_epoch()
+    assert watch.update(0, bad) is True
+    assert watch.diverged_at_step == 1
+    later = DivergenceWatch(10.0, samples=64, batch_size=16)
+    later.start_epoch()
+    assert [later.update(b, m) for b, m in enumerate([2.0, 2.0, bad])] == [False, False, True]
+    assert later.diverged_at_step == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"factor": 1.0}, "Argument `factor` must be > 1. Received: factor=1.0"),
+        ({"samples": 0}, "Argument `samples` must be an integer >= 1. Received: 0"),
+        ({"batch_size": True}, "Argument `batch_size` must be an integer >= 1. Received: True"),
+    ],
+    ids=["factor", "samples", "batch_size"],
+)
+def test_divergence_watch_validates_its_arguments(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"factor": 10.0, "samples": 10, "batch_size": 4, **kwargs}
+    factor = args.pop("factor")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DivergenceWatch(factor, **args)
+
+
+# Batch 4 on 240 digits: 60 steps per epoch, so a spike mid-epoch is diluted by the running mean
+# Keras logs as ``loss`` (~50 batches before it), while the batch's own loss shows it whole.
+SPIKE_STEP = 51  # the first batch whose loss is computed with the kicked weights
+SPIKE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class _KickPoint:
+    """Stands in for a :class:`SchedulePoint`: ``train`` needs only ``family`` and ``build``."""
+
+    kick_at: int  # optimizer step (0-based) whose update uses the huge learning rate
+    kick: float
+    base: float = 1e-3
+    family: str = "constant"
+
+    def build(self) -> Any:
+        return _Kick(self.kick_at, self.kick, self.base)
+
+
+class _Kick(keras.optimizers.schedules.LearningRateSchedule):
+    """``base`` everywhere except one step at ``kick``: one bad update, then normal training."""
+
+    def __init__(self, kick_at: int, kick: float, base: float) -> None:
+        self.kick_at, self.kick, self.base = kick_at, kick, base
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        return ops.where(ops.equal(step, self.kick_at), self.kick, self.base)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kick_at": self.kick_at, "kick": self.kick, "base": self.base}
+
+
+def _batch_config(name: str, *, limit: int, epochs: int, factor: float) -> StudyConfig:
+    return tiny_config(
+        name,
+        data={"limit": limit, "batch_size": 4},
+        training={"epochs": epochs, "divergence_factor": factor},
+    )
+
+
+def test_a_loss_spike_mid_epoch_diverges_at_its_own_batch() -> None:
+    """One Adam update at lr 3 (step 50) makes batch 51's loss ~5-15x the first batch's (TF
+    ~35, JAX ~12: its crossentropy clips probabilities), but the epoch's running mean at batch
+    51 is still ~2.5-3, far under the limit of 3x the first loss (~7): the old rule on the
+    running mean let it pass (it tripped at batch 54 on TensorFlow, at 61, in the next epoch, on
+    JAX); the batch's own loss trips at batch 51 and the training stops there."""
+    config = _batch_config("spike", limit=240, epochs=2, factor=SPIKE_FACTOR)
+    point = _KickPoint(kick_at=SPIKE_STEP - 2, kick=3.0)
+
+    result = train(config, load_data(config), point, seed=0)  # type: ignore[arg-type]
+
+    assert result.outcome == "diverged", result.history
+    assert result.diverged_at_step == SPIKE_STEP
+    assert result.epochs_run == 1  # stopped in the epoch of the spike
+    # What Keras logged as the epoch's loss (the running mean at the stop) stayed far below the
+    # limit (the first loss is near ln 10 at initialisation): a rule on logs["loss"] could not
+    # have seen this spike at this batch.
+    assert result.history["loss"][0] < 0.6 * SPIKE_FACTOR * math.log(10)
+
+
+def test_noisy_but_sane_training_with_a_tight_factor_does_not_diverge() -> None:
+    """Batch 4 (noisy batch losses) for two epochs, a partial last batch (242 = 60 x 4 + 2), and
+    a limit of only 1.5x the first batch's loss (its batches reach ~1.2x): a sane training does
+    not trip it, while an error in recovering a batch's loss from the running mean that inflates
+    it (e.g. the partial batch's sample count) would."""
+    config = _batch_config("noisy", limit=242, epochs=2, factor=1.5)
+    space, _ = space_of(config)
+    point = space.point("constant", {"learning_rate": 1e-3})
+
+    result = train(config, load_data(config), point, seed=0)
+
+    assert result.outcome == "complete", result.history
+    assert result.diverged_at_step is None
+    assert result.epochs_run == 2
+    assert result.history["loss"][-1] < result.history["loss"][0]  # it did learn
 
 
 # --- Ctrl-C --------------------------------------------------------------------------------------

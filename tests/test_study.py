@@ -397,11 +397,14 @@ def test_ctrl_c_fails_the_trial_queues_it_again_and_resume_finishes(tmp_path: Pa
 def test_malformed_storage_url_is_one_line(
     main_study: dict[str, Any], command: str, url: str
 ) -> None:
+    """A malformed URL is bad input (exit 2); one without a scheme is not echoed at all (it
+    may be a URL whose password broke the parsing)."""
     args = ["start", str(main_study["file"])] if command == "start" else ["studies"]
-    result = invoke([*args, "--storage", url], exit_code=1)
+    result = invoke([*args, "--storage", url], exit_code=2)
     error = result.stderr.strip()
     assert error.startswith("Error: ") and "\n" not in error, error
-    assert url in error
+    assert "storage" in error.lower(), error
+    assert (url in error) == ("://" in url), error
     assert "Traceback" not in result.output
 
 
@@ -420,3 +423,153 @@ def test_unreachable_storage_never_prints_the_password(
     assert "postgresql://u:***@127.0.0.1:1/db" in result.output
     error = result.stderr.strip()
     assert error.startswith("Error: Cannot open storage") and "\n" not in error, error
+
+
+# --- failing trials say why ----------------------------------------------------------------------
+
+FAILING_MODEL = """\
+import keras
+
+CALLS = {"n": 0}
+
+
+def build(input_shape, n_classes):
+    CALLS["n"] += 1
+    if CALLS["n"] > 1:  # the check before the study passes; every trial fails
+        raise ValueError(f"boom on call {CALLS['n']}")
+    inputs = keras.Input(input_shape)
+    flat = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(flat))
+"""
+
+FAILING_TOML = """\
+[study]
+name = "e2e-failing"
+n_trials = 5
+pruner = "none"
+
+[data]
+source = "digits"
+limit = 120
+
+[model]
+type = "python:failing_model:build"
+
+[training]
+epochs = 2
+
+[space]
+families = ["constant"]
+"""
+
+
+def test_failing_trials_record_their_error_print_it_and_stop_the_study(tmp_path: Path) -> None:
+    write(tmp_path / "failing_model.py", FAILING_MODEL)
+    study_file = write(tmp_path / "failing.toml", FAILING_TOML)
+    url = sqlite_url(tmp_path / "failing.db")
+
+    result = invoke(["start", str(study_file), "--storage", url, "--no-progress"], exit_code=1)
+    model_file = tmp_path / "failing_model.py"
+    where = f"(at {model_file}:9)"  # the raise
+    failed_lines = [line for line in trial_lines(result.output) if "FAILED" in line]
+    assert len(failed_lines) == 3, result.output
+    assert all("ValueError: boom on call" in line and where in line for line in failed_lines)
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(
+        "Error: 3 trials failed in a row; stopping. Last error (trial #2): "
+    ), error
+    assert error.endswith(f"ValueError: boom on call 4 {where}"), error
+    assert "unknown" not in result.output
+
+    study = optuna.load_study(study_name="e2e-failing", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
+    assert study.trials[0].user_attrs["lrsearch.error"] == f"ValueError: boom on call 2 {where}"
+
+    status = invoke(["status", "e2e-failing", "--storage", url]).output
+    assert f"failed: trial #2 constant: ValueError: boom on call 4 {where}" in status, status
+
+
+@pytest.mark.parametrize(
+    ("section", "needle"),
+    [
+        ('[model]\ntype = "mlp"\nhiden = [64]\n', "model.hiden is not a parameter of 'mlp'"),
+        (
+            '[training]\nloss = "sparse_categoricl_crossentropy"\n',
+            "training.loss = 'sparse_categoricl_crossentropy' is not a Keras loss",
+        ),
+    ],
+    ids=["model-typo", "loss-typo"],
+)
+def test_a_broken_model_or_loss_creates_no_study(
+    tmp_path: Path, section: str, needle: str
+) -> None:
+    """The model is built and compiled once before any study exists: a typo is one line and
+    exit 2, and no database is created (so the fixed file is not refused as 'different')."""
+    text = '[study]\nname = "broken"\n\n[data]\nsource = "digits"\nlimit = 120\n\n' + section
+    study_file = write(tmp_path / "broken.toml", text)
+    db = tmp_path / "broken.db"
+    result = invoke(["start", str(study_file), "--storage", sqlite_url(db)], exit_code=2)
+    error = result.stderr.strip()
+    assert error.startswith("Error: ") and "\n" not in error, result.output
+    assert needle in error, error
+    assert "Traceback" not in result.output
+    assert not db.exists()
+
+
+# --- Ctrl-C requeue and seeds across retries -----------------------------------------------------
+
+
+def _study_with(url: str) -> optuna.Study:
+    return optuna.create_study(study_name="requeue", storage=url)
+
+
+def test_ctrl_c_after_a_trial_that_simply_failed_requeues_nothing(tmp_path: Path) -> None:
+    from lrsearch.study import _requeue_interrupted
+
+    study = _study_with(sqlite_url(tmp_path / "r.db"))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("lrsearch.error", "ValueError: boom")
+    study.tell(trial, state=TrialState.FAIL)
+
+    assert _requeue_interrupted(study, trial) is None
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+
+
+def test_seed_follows_the_original_configuration_through_any_chain_of_retries(
+    tmp_path: Path,
+) -> None:
+    """Trial #0 (seed 0 + 0) is interrupted, its requeued copy #1 dies without heartbeat and is
+    retried by Optuna as #2: #1 and #2 train with #0's seed, not their own numbers'."""
+    from lrsearch.config import parse_study_config
+    from lrsearch.objective import Objective
+    from lrsearch.study import _requeue_interrupted
+
+    config = parse_study_config(
+        {
+            "study": {"name": "seeds", "seed": 100},
+            "data": {"source": "digits", "limit": 120},
+            "model": {"type": "mlp", "hidden": [4]},
+            "training": {"epochs": 1},
+            "space": {"families": ["constant"]},
+        }
+    )
+    study = _study_with(sqlite_url(tmp_path / "s.db"))
+    objective = Objective(config)
+    first = study.ask()
+    first.set_user_attr("seed", 100)  # what trial #0 recorded when it started
+    first.set_user_attr("lrsearch.interrupted", True)
+    study.tell(first, state=TrialState.FAIL)
+    _requeue_interrupted(study, first)
+
+    requeued = study.ask()  # the WAITING copy, #1
+    assert requeued.number == 1
+    stale = study._storage.get_trial(requeued._trial_id)
+    study.tell(requeued, state=TrialState.FAIL)  # its worker died
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(
+        study, study._storage.get_trial(stale._trial_id)
+    )
+
+    retry = study.ask()  # #2, Optuna's retry of #1
+    assert retry.number == 2
+    study.tell(retry, objective(retry))
+    assert study.trials[2].user_attrs["seed"] == 100

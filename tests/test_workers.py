@@ -36,11 +36,14 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
+import sqlalchemy.engine
 import sqlalchemy.exc
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.pool import NullPool
 
+from lrsearch.workers import thread_env
 from tests.servers import server_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -807,3 +810,184 @@ def test_compose_worker_and_dashboard_commands_run_against_postgresql(
                 dashboard.communicate()
         kill_strays(str(tmp_path))
         reader.delete(name)
+
+
+# --- 6. several processes started at the same instant on an empty database ----------------------
+
+
+@pytest.fixture
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database on the server of ``request.param`` (dropped after)."""
+    kind = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    base = server_url(kind)
+    name = f"lrs_fresh_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    url = sqlalchemy.engine.make_url(base).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        kill_strays(str(tmp_path))
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(
+                    sqlalchemy.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": name},
+                )
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fresh_database", ["sqlite", "postgresql", "mysql"], indirect=True)
+def test_four_processes_started_together_on_an_empty_database_all_work(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """What ``docker compose up --scale worker=4`` does on its first start: four plain
+    ``lrsearch start`` processes (not ``--workers``) racing to create the schema and the study."""
+    name = unique("fresh")
+    n_trials, n_procs = 6, 4
+    study_file = write_study(tmp_path, name, n_trials=n_trials, epochs=SHORT_EPOCHS)
+    env = child_env(**thread_env(n_procs))
+    args = ("start", str(study_file), "--storage", fresh_database, "--no-progress")
+    procs = [Proc.lrsearch(*args, env=env, cwd=tmp_path) for _ in range(n_procs)]
+    codes = [p.wait(timeout=300) for p in procs]
+    outputs = "\n---\n".join(p.output for p in procs)
+    assert codes == [0] * n_procs, outputs
+    assert "Traceback" not in outputs, outputs
+
+    summaries = optuna.get_all_study_summaries(fresh_database)
+    assert [s.study_name for s in summaries] == [name], outputs  # created once
+    trials = Reader(fresh_database).trials(name)
+    done = finished(trials)
+    assert n_trials <= len(done) <= n_trials + n_procs - 1, [t.state for t in trials]
+    assert not in_state(trials, TrialState.FAIL), outputs
+    # Four sampler seeds: the first samples of the four processes differ.
+    assert len({params_key(t) for t in done}) == len(done), [t.params for t in done]
+    headers = [p for p in procs if f"study '{name}'" in p.output]
+    assert len(headers) == n_procs, outputs
+
+
+# --- 7. a timeout is a timeout for the whole command ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_workers_timeout_bounds_the_whole_command(tmp_path: Path) -> None:
+    """``--workers 2 --timeout S``: no trial starts after S seconds from the command's start
+    (the supervisor used to train the rest of the budget alone after its workers stopped)."""
+    url = f"sqlite:///{tmp_path / 'timeout.db'}"
+    name = unique("timeout")
+    study_file = write_study(tmp_path, name, n_trials=200, epochs=SHORT_EPOCHS)
+    timeout = 25.0
+    started = datetime.datetime.now()  # Optuna stamps trials with the local naive time
+    result = run_lrsearch(
+        "start",
+        str(study_file),
+        "--storage",
+        url,
+        "--workers",
+        "2",
+        "--timeout",
+        str(timeout),
+        "--no-progress",
+        env=child_env(),
+        cwd=tmp_path,
+        timeout=240,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    trials = Reader(url).trials(name)
+    assert 0 < len(finished(trials)) < 200, output
+    latest = max(t.datetime_start for t in trials if t.datetime_start is not None)
+    assert (latest - started).total_seconds() <= timeout + 1.0, (latest, started, output)
+    assert not in_state(trials, TrialState.RUNNING)
+
+
+# --- 8. a RUNNING trial that never sent a heartbeat ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_running_trial_without_heartbeat_is_stale_after_the_grace_period(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A worker that died between Optuna's ``ask()`` and its first heartbeat leaves a RUNNING
+    trial with no heartbeat row. It must count as stale once older than the grace period:
+    ``status`` marks it, ``reap`` fails and queues it, and ``start`` never waits without bound."""
+    name = unique("noheart")
+    study_file = write_study(tmp_path, name, n_trials=2, epochs=SHORT_EPOCHS)
+    env = child_env(LRSEARCH_HEARTBEAT_INTERVAL="1", LRSEARCH_GRACE_PERIOD="3")
+    args = ("start", str(study_file), "--storage", pg_url, "--no-progress")
+    reader = Reader(pg_url)
+    try:
+        first = run_lrsearch(*args, "--n-trials", "1", env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stdout + first.stderr
+        # The orphan: asked through a storage without heartbeats, as a worker killed right
+        # after ask() leaves it.
+        orphan = optuna.load_study(study_name=name, storage=reader.storage).ask()
+        time.sleep(4)  # older than the grace period
+
+        status = run_lrsearch("status", name, "--storage", pg_url, env=env, cwd=tmp_path)
+        assert re.search(rf"running: trial #{orphan.number} .*STALE", status.stdout), (
+            status.stdout + status.stderr
+        )
+        reap = run_lrsearch("reap", name, "--storage", pg_url, env=env, cwd=tmp_path)
+        assert f"(#{orphan.number})" in reap.stdout, reap.stdout + reap.stderr
+        assert reader.trial(orphan._trial_id).state == TrialState.FAIL
+
+        # Another orphan; this time nobody reaps: start must take it over, not wait forever.
+        orphan2 = optuna.load_study(study_name=name, storage=reader.storage).ask()
+        time.sleep(4)
+        second = run_lrsearch(*args, "--n-trials", "3", env=env, cwd=tmp_path, timeout=120)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert reader.trial(orphan2._trial_id).state == TrialState.FAIL
+        trials = reader.trials(name)
+        assert not in_state(trials, TrialState.RUNNING)
+        assert len(finished(trials)) >= 3
+    finally:
+        reader.delete(name)
+
+
+# --- 9. memory stays flat over a long study ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_worker_memory_stays_flat_because_workers_are_replaced(tmp_path: Path) -> None:
+    """A short run of what ``bench/memory.py`` measures over 200 trials: every rebuilt Keras
+    model leaks a few MB, so one process grows by ~5 MB per trial; with a recycle limit of 30
+    MB the worker is replaced and the command's memory stays within it."""
+    from bench.memory import tree_rss_mb
+
+    name = unique("memory")
+    n_trials, limit = 26, 30
+    study_file = write_study(tmp_path, name, n_trials=n_trials, epochs=2)
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    proc = Proc.lrsearch(
+        "start",
+        str(study_file),
+        "--storage",
+        url,
+        "--artifacts",
+        "none",
+        "--no-progress",
+        env=child_env(LRSEARCH_RECYCLE_MB=str(limit)),
+        cwd=tmp_path,
+    )
+    peak: dict[int, float] = {}
+    while proc.alive():
+        done = sum(1 for _, line in proc.lines if TRIAL_LINE.match(line))
+        peak[done] = max(peak.get(done, 0.0), tree_rss_mb(proc.pid))
+        time.sleep(0.2)
+    assert proc.wait(timeout=10) == 0, proc.output
+    assert "worker replaced by a fresh process" in proc.output, proc.output
+    assert f"done: {n_trials}/{n_trials} finished" in proc.output, proc.output
+    at = min(n for n in peak if n >= 6)
+    growth = max(mb for n, mb in peak.items() if n >= at) - peak[at]
+    print(f"\nmemory from trial {at} to {n_trials}: {growth:+.0f} MB (limit {limit} MB)")
+    assert growth < limit + 30, peak

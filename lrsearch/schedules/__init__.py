@@ -1,7 +1,10 @@
 """Learning-rate schedule families: the registry and their Keras schedules.
 
 ``FAMILIES``, ``get_family`` and ``resolve_params`` are pure Python; ``build_schedule`` and the
-schedule classes import Keras on first use, so importing this package stays instant.
+schedule classes import Keras on first use, so importing this package stays instant. Importing it
+still registers every schedule class for Keras serialization (``lrsearch>NAME``): at once when
+Keras is already imported, else the moment it is (see ``_registration``), so
+``keras.optimizers.schedules.deserialize`` and ``keras.saving.load_model`` find them.
 
 Example:
     >>> from lrsearch.schedules import build_schedule
@@ -15,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from lrsearch.schedules._registration import register_when_keras_is_imported
 from lrsearch.schedules._registry import (
     FAMILIES,
     REQUIRED,
@@ -70,3 +74,6 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'lrsearch.schedules' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+register_when_keras_is_imported()
