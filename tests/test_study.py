@@ -538,8 +538,8 @@ def test_ctrl_c_after_a_trial_that_simply_failed_requeues_nothing(tmp_path: Path
 def test_seed_follows_the_original_configuration_through_any_chain_of_retries(
     tmp_path: Path,
 ) -> None:
-    """Trial #0 (seed 0 + 0) is interrupted, its requeued copy #1 dies without heartbeat and is
-    retried by Optuna as #2: #1 and #2 train with #0's seed, not their own numbers'."""
+    """Trial #0 (seed 100 + 0) dies without heartbeat and Optuna retries it as #1; #1 is
+    interrupted with Ctrl-C and requeued as #2: #2 trains with #0's seed, not 100 + 1."""
     from lrsearch.config import parse_study_config
     from lrsearch.objective import Objective
     from lrsearch.study import _requeue_interrupted
@@ -557,19 +557,17 @@ def test_seed_follows_the_original_configuration_through_any_chain_of_retries(
     objective = Objective(config)
     first = study.ask()
     first.set_user_attr("seed", 100)  # what trial #0 recorded when it started
-    first.set_user_attr("lrsearch.interrupted", True)
-    study.tell(first, state=TrialState.FAIL)
-    _requeue_interrupted(study, first)
+    study.tell(first, state=TrialState.FAIL)  # its worker died
+    stale = study._storage.get_trial(first._trial_id)
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, stale)
 
-    requeued = study.ask()  # the WAITING copy, #1
-    assert requeued.number == 1
-    stale = study._storage.get_trial(requeued._trial_id)
-    study.tell(requeued, state=TrialState.FAIL)  # its worker died
-    optuna.storages.RetryHeartbeatStaleTrialCallback()(
-        study, study._storage.get_trial(stale._trial_id)
-    )
+    retry = study.ask()  # #1, Optuna's retry of #0 (it copies the user attributes)
+    assert retry.number == 1
+    retry.set_user_attr("lrsearch.interrupted", True)  # Ctrl-C while it trained
+    study.tell(retry, state=TrialState.FAIL)
+    _requeue_interrupted(study, retry)
 
-    retry = study.ask()  # #2, Optuna's retry of #1
-    assert retry.number == 2
-    study.tell(retry, objective(retry))
+    requeued = study.ask()  # #2
+    assert requeued.number == 2
+    study.tell(requeued, objective(requeued))
     assert study.trials[2].user_attrs["seed"] == 100
