@@ -966,7 +966,9 @@ def test_worker_memory_stays_flat_because_workers_are_replaced(tmp_path: Path) -
 
     name = unique("memory")
     n_trials, limit = 26, 30
-    study_file = write_study(tmp_path, name, n_trials=n_trials, epochs=2)
+    text = study_text(name, n_trials=n_trials, epochs=2)  # short trials: no onecycle
+    study_file = tmp_path / f"{name}.toml"
+    study_file.write_text(text.replace('"onecycle"', '"constant"'), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'memory.db'}"
     proc = Proc.lrsearch(
         "start",
