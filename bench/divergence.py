@@ -1,25 +1,28 @@
 """What watching for divergence costs per epoch, against a bare ``model.fit``.
 
-Trains the model, data and batch size of ``studies/digits.toml`` (by default) four ways, one
+Trains the model, data and batch size of ``studies/digits.toml`` (by default) several ways, one
 compiled model each (same seed), each timed over whole ``fit`` calls of ``--epochs`` epochs,
 alternated (forward, then reverse order) for ``--repeats`` rounds after one warm-up fit each:
 
 - bare: ``model.fit`` with validation data and no callback of ours;
 - old: lrsearch's trial callback with the rule it had before: ``logs["loss"]`` (the epoch's
-  running mean) against ``divergence_factor`` times the first batch's, at every batch end;
-- new: lrsearch's trial callback as ``train`` builds it: each batch's own loss, recovered from
-  that running mean by :class:`lrsearch.divergence.DivergenceWatch`, at every batch end;
+  running mean) against ``divergence_factor`` times the first batch's, at every batch end, in
+  line (Keras waits for each step's result before the next step);
+- inline: the new rule (each batch's own loss, recovered from that running mean by
+  :class:`lrsearch.divergence.DivergenceWatch`) with the batch ends in line, as ``old``;
+- new: lrsearch's trial callback as ``train`` builds it: the new rule, ``async_safe`` (on JAX
+  Keras runs its batch ends in a thread pool and goes on with the next step; TensorFlow Keras
+  runs every callback in line, so there ``new`` and ``inline`` are the same);
 - metric: the alternative that keeps the statistics inside the compiled train step: a Keras
-  metric that recomputes the batch loss and records the first step over the limit, read once per
-  epoch (no per-batch callback, so Keras may dispatch batch ends asynchronously; Ctrl-C checked
-  at batch begin). Not used by lrsearch: kept here for the comparison.
+  metric that recomputes the batch loss and records the first batch over the limit, read once
+  per epoch (no batch-end hook; Ctrl-C checked at batch begin). Not used by lrsearch: kept here
+  for the comparison.
 
-A small timer callback (epoch begin, test begin and epoch end only: no per-batch hook) is in
+A small timer callback (epoch begin, test begin and epoch end only: no batch-end hook) is in
 every variant. Per fit it takes the median over the epochs of the wall time of the training part
 (epoch begin to validation start) and of the whole epoch, and the process CPU time of the
-training part; the tables give the median over rounds and the median of each round's ratio to
-bare. On a shared machine prefer the ratios, and the CPU column when other processes load the
-cores.
+training part; the table gives the median over rounds and the median of each round's ratio to
+bare. On a shared machine trust the ratios more than the milliseconds.
 
     python bench/divergence.py [--study studies/digits.toml] [--repeats 15] [--epochs E]
     KERAS_BACKEND=jax python bench/divergence.py
@@ -44,7 +47,7 @@ from lrsearch.space import SearchSpace
 keras = import_keras()
 ops = keras.ops
 
-VARIANTS = ("bare", "old", "new", "metric")
+VARIANTS = ("bare", "old", "inline", "new", "metric")
 
 
 class EpochTimer(keras.callbacks.Callback):  # type: ignore[name-defined]
@@ -72,6 +75,7 @@ def old_callback(metric: str, factor: float, samples: int, batch_size: int) -> A
     base = _trial_callback_class()
 
     class OldRule(base):  # type: ignore[misc, valid-type]
+        async_safe = False
         first_loss: float | None = None
         old_steps = 0
 
@@ -90,6 +94,16 @@ def old_callback(metric: str, factor: float, samples: int, batch_size: int) -> A
 
     watch = DivergenceWatch(factor, samples=samples, batch_size=batch_size)
     return OldRule(metric, watch, None, [])
+
+
+def inline_callback(metric: str, factor: float, samples: int, batch_size: int) -> Any:
+    """lrsearch's trial callback, its batch ends run in line (as before) instead of async."""
+
+    class Inline(_trial_callback_class()):  # type: ignore[misc]
+        async_safe = False
+
+    watch = DivergenceWatch(factor, samples=samples, batch_size=batch_size)
+    return Inline(metric, watch, None, [])
 
 
 class DivergenceMetric(keras.metrics.Metric):  # type: ignore[name-defined]
@@ -189,6 +203,8 @@ def main() -> None:
         callbacks: list[Any] = []
         if variant == "old":
             callbacks = [old_callback(metric, factor, samples, batch_size)]
+        elif variant == "inline":
+            callbacks = [inline_callback(metric, factor, samples, batch_size)]
         elif variant == "new":
             watch = DivergenceWatch(factor, samples=samples, batch_size=batch_size)
             callbacks = [_trial_callback_class()(metric, watch, None, [])]

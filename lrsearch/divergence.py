@@ -11,15 +11,18 @@ means,
     loss_k = (n_k * mean_k - n_(k-1) * mean_(k-1)) / (n_k - n_(k-1))
 
 with ``n_k`` the samples of the epoch seen after batch k. That is exact up to the float32 rounding
-of the mean (about ``k * 1e-7`` of the mean at batch k: 0.1% after 10,000 batches), adds no op to
-the compiled train step and only arithmetic to the per-batch callback lrsearch has anyway (the
-batch end is also where Ctrl-C and the stop are handled). ``bench/divergence.py`` compares it with
-keeping the statistics inside the train step as a metric, which measured slower on both backends.
+of the mean (about ``k * 1e-7`` of the mean at batch k: 0.1% after 10,000 batches) and adds no op
+to the compiled train step. Calls may come out of order and from several threads: a callback that
+declares itself ``async_safe`` lets Keras run its batch ends in a thread pool (on JAX), so that
+the training loop does not wait for each step's result; the watch puts the batches back in order.
+``bench/divergence.py`` measures it against a bare ``fit``, the previous rule, and a watch kept
+inside the compiled train step as a metric.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 __all__ = ["DivergenceWatch"]
 
@@ -28,13 +31,15 @@ class DivergenceWatch:
     """Each batch's own loss from Keras's running epoch mean, and the divergence rule on it.
 
     Call :meth:`start_epoch` when an epoch starts and :meth:`update` after each batch with
-    ``logs["loss"]``; ``update`` returns True for a batch that diverged, and the first such
-    batch is kept in :attr:`diverged_at_step` (counted from 1 over the whole training).
+    ``logs["loss"]``; ``update`` returns True once a batch diverged, and the first such batch is
+    kept in :attr:`diverged_at_step` (counted from 1 over the whole training).
 
     Args:
         factor: A batch diverged when its loss exceeds ``factor`` times the first batch's.
         samples: Training samples per epoch.
         batch_size: Samples per batch (the last batch of an epoch may hold fewer).
+        steps_per_execution: The model's ``steps_per_execution`` (Keras then reports every that
+            many batches).
 
     Example:
         >>> watch = DivergenceWatch(10.0, samples=10, batch_size=4)
@@ -45,15 +50,23 @@ class DivergenceWatch:
         (3, 42.0)
     """
 
-    def __init__(self, factor: float, *, samples: int, batch_size: int) -> None:
+    def __init__(
+        self, factor: float, *, samples: int, batch_size: int, steps_per_execution: int = 1
+    ) -> None:
         if not factor > 1.0:
             raise ValueError(f"Argument `factor` must be > 1. Received: factor={factor}")
-        for name, value in (("samples", samples), ("batch_size", batch_size)):
+        integers = (
+            ("samples", samples),
+            ("batch_size", batch_size),
+            ("steps_per_execution", steps_per_execution),
+        )
+        for name, value in integers:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Argument `{name}` must be an integer >= 1. Received: {value!r}")
         self.factor = float(factor)
         self.samples = samples
         self.batch_size = batch_size
+        self.steps_per_execution = steps_per_execution
         self.first_loss: float | None = None
         self.loss: float | None = None
         self.steps = 0
@@ -62,7 +75,9 @@ class DivergenceWatch:
         self._epoch_start = 0
         self._seen = 0
         self._total = 0.0
-        self._tripped = False
+        self._last = -1
+        self._pending: dict[int, float] = {}
+        self._lock = threading.Lock()
 
     @property
     def limit(self) -> float:
@@ -73,31 +88,44 @@ class DivergenceWatch:
 
     def start_epoch(self) -> None:
         """Keras resets its running mean: so does the watch (the step count goes on)."""
-        self._epoch_start = self.steps
-        self._seen = 0
-        self._total = 0.0
+        with self._lock:
+            self._epoch_start = self.steps
+            self._seen = 0
+            self._total = 0.0
+            self._last = -1
+            self._pending.clear()
 
     def update(self, batch: int, running_mean: float) -> bool:
         """Takes ``logs["loss"]`` after batch ``batch`` (0-based in the epoch).
 
-        Sets :attr:`loss` to that batch's own loss (with ``steps_per_execution > 1``, the mean
-        loss of the batches since the last call).
+        Batches reported out of order wait until the ones before them arrive. :attr:`loss` is
+        the own loss of the latest batch taken in (with ``steps_per_execution > 1``, the mean
+        loss of the batches since the previous report).
 
         Returns:
-            True when this batch's own loss is NaN/inf or above :attr:`limit`.
+            True once a batch's own loss was NaN/inf or above :attr:`limit` (this batch's or an
+            earlier one's).
         """
+        with self._lock:
+            self._pending[batch] = running_mean
+            while self._pending:
+                nearest = min(self._pending)
+                if nearest > self._last + self.steps_per_execution:
+                    break  # an earlier batch is still to come
+                self._take(nearest, self._pending.pop(nearest))
+            return self.diverged_at_step is not None
+
+    def _take(self, batch: int, running_mean: float) -> None:
         seen = min((batch + 1) * self.batch_size, self.samples)
         if seen <= self._seen:  # the same batch again: nothing new was averaged in
-            return self._tripped
+            return
         total = running_mean * seen
         loss = (total - self._total) / (seen - self._seen)
-        self._seen, self._total = seen, total
+        self._seen, self._total, self._last = seen, total, batch
         self.steps = self._epoch_start + batch + 1
         self.loss = loss
         if self.first_loss is None:
             self.first_loss = loss
-        self._tripped = not (math.isfinite(loss) and loss <= self.limit)
-        if self._tripped and self.diverged_at_step is None:
+        if self.diverged_at_step is None and not (math.isfinite(loss) and loss <= self.limit):
             self.diverged_at_step = self.steps
             self.diverged_loss = loss
-        return self._tripped

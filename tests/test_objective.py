@@ -11,6 +11,7 @@ import math
 import re
 import signal
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,22 +207,60 @@ def test_divergence_watch_recovers_each_batch_loss_from_the_running_mean() -> No
     epochs = [list(2.3 * rng.uniform(0.6, 1.0, 10)), list(2.0 * rng.uniform(0.6, 1.0, 10))]
     epochs[1][6] = 5 * 2.3
     watch = DivergenceWatch(4.0, samples=samples, batch_size=batch_size)
-    recovered, tripped = [], []
+    recovered, diverged = [], []
     for losses in epochs:
         watch.start_epoch()
         for batch, mean in enumerate(_running_means(losses, batch_size, samples)):
-            if watch.update(batch, mean):
-                tripped.append(watch.steps)
+            diverged.append(watch.update(batch, mean))
             recovered.append(watch.loss)
-            assert watch.update(batch, mean) == (watch.steps == 17)  # a repeat changes nothing
+            assert watch.update(batch, mean) == diverged[-1]  # a repeat changes nothing
             assert recovered[-1] == watch.loss
 
     np.testing.assert_allclose(recovered, epochs[0] + epochs[1], rtol=1e-5)
     assert watch.first_loss == pytest.approx(epochs[0][0], rel=1e-6)
-    assert tripped == [17] and watch.diverged_at_step == 17 and watch.steps == 20
+    assert diverged == [False] * 16 + [True] * 4  # True from the spike on
+    assert watch.diverged_at_step == 17 and watch.steps == 20
     assert watch.diverged_loss == pytest.approx(5 * 2.3, rel=1e-5)
     # The running mean Keras logs at the spike stayed far under the limit.
     assert _running_means(epochs[1], batch_size, samples)[6] < 2 * epochs[0][0]
+
+
+def test_divergence_watch_takes_batches_reported_out_of_order_and_from_threads() -> None:
+    """Keras runs an ``async_safe`` callback's batch ends in a thread pool (JAX), so they may
+    come out of order: each batch waits for the ones before it, and the result is the same."""
+    rng = np.random.default_rng(1)
+    batch_size, samples, n = 8, 75, 10
+    epochs = [list(2.3 * rng.uniform(0.6, 1.0, n)) for _ in range(3)]
+    epochs[1][6] = 5 * 2.3  # step 17
+    epochs[2][2] = math.nan  # after the first divergence: step 17 is kept
+    watch = DivergenceWatch(4.0, samples=samples, batch_size=batch_size)
+
+    watch.start_epoch()
+    reports = list(enumerate(_running_means(epochs[0], batch_size, samples)))
+    assert [watch.update(*r) for r in reports[::-1]] == [False] * n  # batch 0 comes last
+    assert watch.steps == 10 and watch.loss == pytest.approx(epochs[0][-1], rel=1e-5)
+    assert watch.first_loss == pytest.approx(epochs[0][0], rel=1e-6)
+    for losses in epochs[1:]:
+        watch.start_epoch()
+        reports = list(enumerate(_running_means(losses, batch_size, samples)))
+        rng.shuffle(reports)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda r: watch.update(*r), reports))
+    assert watch.steps == 30 and watch.diverged_at_step == 17
+    assert watch.diverged_loss == pytest.approx(5 * 2.3, rel=1e-5)
+
+
+def test_divergence_watch_with_steps_per_execution() -> None:
+    """With ``steps_per_execution = 3`` Keras reports after batches 2, 5, 8 and the short last
+    execution's 9: each report gives the mean loss of its batches."""
+    losses = [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 40.0]
+    means = _running_means(losses, 8, 75)
+    watch = DivergenceWatch(10.0, samples=75, batch_size=8, steps_per_execution=3)
+    watch.start_epoch()
+    assert [watch.update(b, means[b]) for b in (2, 5, 8)] == [False] * 3
+    assert watch.first_loss == pytest.approx(2.0) and watch.steps == 9
+    assert watch.update(9, means[9]) is True
+    assert watch.diverged_at_step == 10 and watch.diverged_loss == pytest.approx(40.0, rel=1e-5)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf], ids=["nan", "inf"])
@@ -242,8 +281,12 @@ def test_divergence_watch_trips_on_a_non_finite_loss_even_at_the_first_batch(bad
         ({"factor": 1.0}, "Argument `factor` must be > 1. Received: factor=1.0"),
         ({"samples": 0}, "Argument `samples` must be an integer >= 1. Received: 0"),
         ({"batch_size": True}, "Argument `batch_size` must be an integer >= 1. Received: True"),
+        (
+            {"steps_per_execution": 1.0},
+            "Argument `steps_per_execution` must be an integer >= 1. Received: 1.0",
+        ),
     ],
-    ids=["factor", "samples", "batch_size"],
+    ids=["factor", "samples", "batch_size", "steps_per_execution"],
 )
 def test_divergence_watch_validates_its_arguments(kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"factor": 10.0, "samples": 10, "batch_size": 4, **kwargs}
@@ -302,11 +345,16 @@ def test_a_loss_spike_mid_epoch_diverges_at_its_own_batch() -> None:
     config = _batch_config("spike", limit=240, epochs=2, factor=SPIKE_FACTOR)
     point = _KickPoint(kick_at=SPIKE_STEP - 2, kick=3.0)
 
-    result = train(config, load_data(config), point, seed=0)  # type: ignore[arg-type]
+    result = train(config, load_data(config), point, seed=0, keep_model=True)
 
     assert result.outcome == "diverged", result.history
     assert result.diverged_at_step == SPIKE_STEP
     assert result.epochs_run == 1  # stopped in the epoch of the spike
+    trained = int(keras.ops.convert_to_numpy(result.extra["model"].optimizer.iterations))
+    if keras.backend.backend() == "tensorflow":
+        assert trained == SPIKE_STEP  # batch ends run in line: it stops right there
+    else:  # JAX runs them in a thread pool: a few more batches may have been dispatched
+        assert SPIKE_STEP <= trained <= 60
     # What Keras logged as the epoch's loss (the running mean at the stop) stayed far below the
     # limit (the first loss is near ln 10 at initialisation): a rule on logs["loss"] could not
     # have seen this spike at this batch.
