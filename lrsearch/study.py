@@ -482,6 +482,7 @@ def run_job(
         echo(
             f"study {name!r}: {config.training.epochs} epochs per trial, budget "
             f"{prepared.budget} trials, storage {mask_url(prepared.url)}"
+            + (f", {job.n_workers} workers" if job.n_workers > 1 else "")
         )
         hint = backend_hint(config.model.type)
         if hint:

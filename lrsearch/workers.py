@@ -81,6 +81,7 @@ class WorkerJob:
     recycle_mb: int | None = None
     label: str = ""
     announce: bool = False  # print the study's header line once it is open
+    n_workers: int = 1  # how many workers this run has (for the header line)
 
 
 @dataclass
@@ -211,7 +212,13 @@ def run_workers(
     labels = [f"w{i + 1}" for i in range(n_workers)] if n_workers > 1 else [""]
 
     def spawn(label: str, announce: bool) -> _Worker:
-        fields = {**asdict(job), "label": label, "announce": announce, "progress": False}
+        fields = {
+            **asdict(job),
+            "label": label,
+            "announce": announce,
+            "progress": False,
+            "n_workers": n_workers,
+        }
         return _Worker(WorkerJob(**fields), env)
 
     def show(lines: list[tuple[str, bool]]) -> None:
