@@ -782,11 +782,12 @@ def plot(
       lrsearch schedules plot cosine_restarts --first-decay-steps 200 --t-mul 1
     """
     from lrsearch.outputs import check_output_file
-    from lrsearch.plots import curve_steps, describe_params, plot_schedule, schedule_values
     from lrsearch.schedules import get_family, resolve_params
 
     params = _parse_extra_params(family, ctx.args)
-    output = str(check_output_file(output or f"{family}.png", option="-o"))
+    output = str(check_output_file(output or f"{family}.png", option="-o"))  # before matplotlib
+    from lrsearch.plots import curve_steps, describe_params, plot_schedule, schedule_values
+
     if family == "warmup_decay":
         params.setdefault("steps_per_epoch", steps_per_epoch)
     total = epochs * steps_per_epoch

@@ -54,18 +54,20 @@ def retrain(
     Raises:
         ConfigError: a path that does not end in ``.keras``, or an unknown trial.
     """
-    from lrsearch._imports import select_backend
-    from lrsearch.export import trial_schedule
-    from lrsearch.objective import load_data, train
     from lrsearch.outputs import check_output_file
-    from lrsearch.schedules._plateau import detach_scale
-    from lrsearch.space import SchedulePoint
-    from lrsearch.study import stored_config
 
     path = Path(save)
     if path.suffix != ".keras":
         raise ConfigError(f"--save {str(save)!r}: the file name must end in .keras")
-    check_output_file(path, option="--save")  # before the training, not after
+    check_output_file(path, option="--save")  # before any import, read or training
+
+    from lrsearch._imports import select_backend
+    from lrsearch.export import trial_schedule
+    from lrsearch.objective import load_data, train
+    from lrsearch.schedules._plateau import detach_scale
+    from lrsearch.space import SchedulePoint
+    from lrsearch.study import stored_config
+
     config, _ = stored_config(name, storage_url)
     select_backend(os.environ.get("KERAS_BACKEND") or config.training.backend)
     schedule, frozen = trial_schedule(name, storage_url, trial)

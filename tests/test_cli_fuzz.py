@@ -277,16 +277,16 @@ FLAG_CASES = [
 ]
 
 OUTPUT_CASES = [
-    Case("export-no-folder", ["export", "fuzz", "-o", "/nonexistent/dir/x.json"], 2, "-o"),
+    Case("export-no-folder", ["export", "fuzz", "-o", "no-such-dir/x.json"], 2, "-o"),
     Case("export-to-folder", ["export", "fuzz", "-o", "sub"], 2, "-o", {"sub/keep": ""}),
     Case("export-unwritable", ["export", "fuzz", "-o", "/proc/x.json"], 2, "-o"),
     Case("compare-onto-file", ["compare", "fuzz", "-o", "out.txt"], 2, "-o", {"out.txt": "x"}),
     Case("compare-unwritable", ["compare", "fuzz", "-o", "/proc/report.html"], 2, "-o"),
     Case("compare-folder-unwritable", ["compare", "fuzz", "-o", "/proc/report/"], 2, "-o"),
     Case("compare-under-file", ["compare", "fuzz", "-o", "f/report"], 2, "-o", {"f": "x"}),
-    Case("retrain-no-folder", ["retrain", "fuzz", "--save", "/nonexistent/m.keras"], 2, "--save"),
+    Case("retrain-no-folder", ["retrain", "fuzz", "--save", "no-such-dir/m.keras"], 2, "--save"),
     Case("retrain-unwritable", ["retrain", "fuzz", "--save", "/proc/m.keras"], 2, "--save"),
-    Case("plot-no-folder", ["schedules", "plot", "cosine", "-o", "/nonexistent/x.png"], 2, "-o"),
+    Case("plot-no-folder", ["schedules", "plot", "cosine", "-o", "no-such-dir/x.png"], 2, "-o"),
     Case("plot-unwritable", ["schedules", "plot", "cosine", "-o", "/proc/x.png"], 2, "-o"),
 ]
 

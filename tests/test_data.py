@@ -530,8 +530,9 @@ def test_missing_file_message() -> None:
     with pytest.raises(ConfigError) as info:
         load_dataset("npz:x.npz", base_dir=Path("/nonexistent-lrsearch-dir"))
     assert str(info.value) == (
-        "Data file 'x.npz' not found (data.source = 'npz:x.npz'); give a path relative to the "
-        "study file or an absolute one."
+        "Data file 'x.npz' not found (data.source = 'npz:x.npz', looked for "
+        "'/nonexistent-lrsearch-dir/x.npz'); give a path relative to the study file's folder or "
+        "an absolute one."
     )
 
 
