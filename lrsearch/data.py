@@ -842,7 +842,7 @@ def _user_failure(what: str, doing: str, exc: BaseException, folder: Path) -> st
         place = f"{exc.filename}:{exc.lineno}"
     else:
         message = str(exc)
-        frame = _user_frame(traceback.extract_tb(exc.__traceback__), folder)
+        frame = user_frame(traceback.extract_tb(exc.__traceback__), folder)
         if frame is not None:
             place = f"{frame.filename}:{frame.lineno}"
     message = " ".join(message.split()) or "(no message)"
@@ -850,8 +850,8 @@ def _user_failure(what: str, doing: str, exc: BaseException, folder: Path) -> st
     return f"{what}: {doing} failed: {text}" + (f" (at {place})" if place else "")
 
 
-def _user_frame(
-    frames: list[traceback.FrameSummary], folder: Path
+def user_frame(
+    frames: list[traceback.FrameSummary], folder: Path | None
 ) -> traceback.FrameSummary | None:
     """The innermost frame in ``folder``, else in no file of Python's, the installed packages'
     or lrsearch's; ``None`` if there is none."""
@@ -867,7 +867,7 @@ def _user_frame(
         if not f.filename.startswith("<")
         and not os.path.abspath(f.filename).startswith((own, *system))
     ]
-    inside = [f for f in frames if _inside(f.filename, folder)]
+    inside = [f for f in frames if folder is not None and _inside(f.filename, folder)]
     candidates = inside or foreign
     return candidates[-1] if candidates else None
 

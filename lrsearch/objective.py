@@ -29,7 +29,7 @@ import numpy as np
 
 from lrsearch._imports import import_keras
 from lrsearch.config import StudyConfig
-from lrsearch.data import Dataset, load_dataset
+from lrsearch.data import Dataset, load_dataset, user_frame
 from lrsearch.divergence import DivergenceWatch
 from lrsearch.exceptions import ConfigError
 from lrsearch.models import build_model
@@ -66,22 +66,9 @@ def describe_error(exc: BaseException, user_folder: Path | None = None) -> str:
     if len(message) > 300:
         message = message[:300] + "..."
     text = f"{type(exc).__name__}: {message}"
-    where = _user_frame(traceback.extract_tb(exc.__traceback__), user_folder)
+    frame = user_frame(traceback.extract_tb(exc.__traceback__), user_folder)
+    where = f"{frame.filename}:{frame.lineno}" if frame is not None else None
     return f"{text} (at {where})" if where else text
-
-
-def _user_frame(frames: Any, user_folder: Path | None) -> str | None:
-    import sysconfig
-
-    ours = str(Path(__file__).resolve().parent)
-    system = {str(Path(p).resolve()) for p in sysconfig.get_paths().values()}
-    for frame in reversed(frames):
-        path = str(Path(frame.filename).resolve())
-        inside_user = user_folder is not None and path.startswith(str(user_folder.resolve()))
-        foreign = not path.startswith(ours) and not any(path.startswith(p) for p in system)
-        if inside_user or (foreign and not frame.filename.startswith("<")):
-            return f"{frame.filename}:{frame.lineno}"
-    return None
 
 
 def family_of(trial: Any) -> str | None:
