@@ -9,14 +9,18 @@ from __future__ import annotations
 # 4. closed-form checks of the formula-only families and of every warmup;
 # 5. serialization (``get_config``, ``serialize``/``deserialize``, ``.keras`` files);
 # 6. validation (every invalid range, types, typos, non-finite values);
-# 7. Hypothesis properties over random valid parameters of every family.
-# Tolerance everywhere (SCHEDULES.md): |ours - ref| <= 1e-5 * |ref| + 1e-6 * peak.
+# 7. Hypothesis properties over random valid parameters of every family;
+# 8. any horizon: every family at ~1e8 steps against exact-step float64 formulas, evaluated
+#    directly and as applied by an XLA-compiled train step.
+# Tolerance everywhere (SCHEDULES.md): |ours - ref| <= 1e-5 * |ref| + 1e-6 * peak; section 8 is
+# tighter (float32 output precision).
 import importlib.util
 import inspect
 import json
 import math
 import os
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -615,8 +619,14 @@ LONG_BUDGET_CASES = [
         cyclic_port,
         id="cyclic-exp_range",
     ),
-    # t_mul=1 is left out on purpose: there the reference is Keras, whose float32 fraction
-    # t/T0 - floor(t/T0) drifts from PyTorch's exact integer counter by ~2x the tolerance here.
+    # With t_mul=1, Keras's float32 fraction t/T0 - floor(t/T0) drifts from PyTorch's exact
+    # integer counter by ~2x the tolerance here; ours keeps the step an integer (section 8).
+    pytest.param(
+        "cosine_restarts",
+        {"learning_rate": 0.1, "first_decay_steps": 333, "t_mul": 1.0},
+        restarts_port,
+        id="restarts-tmul1",
+    ),
     pytest.param(
         "cosine_restarts",
         {"learning_rate": 0.1, "first_decay_steps": 333, "t_mul": 3.0},
@@ -1208,3 +1218,346 @@ def test_matches_pytorch_port_for_random_params(family: str, data: st.DataObject
     steps = np.arange(t)
     ref = PORTS[family](t, schedule.get_config())
     assert_lr_close(lr_values(schedule, steps), ref, params["learning_rate"], steps)
+
+
+# --- 8. any horizon: exact at 1e8 steps -------------------------------------------------------
+# A float32 step is exact only up to 2**24 (~16.7 M): at 1e8 it is off by up to 4 steps, which
+# moves a restart, a cycle, an epoch boundary or a short last phase. Each family runs here with a
+# budget of ~1e8 steps and parameters scaled so its interesting points (warmup end, decay start,
+# cycle and epoch boundaries, the last steps) lie beyond 2**24 at odd steps a float32 cannot
+# hold, and is compared there with a float64 reference of the SCHEDULES.md formula that keeps
+# the step an exact integer (Python ints and Fractions). The tolerance is float32's output
+# precision: 1e-6 of the value, plus 2.5e-7 of the peak for values near zero, where float32
+# carries no relative digits (the same tails as at small step counts).
+
+HORIZON = 100_000_037  # the budget T of every case: odd, beyond 2**24
+HORIZON_REL_TOL, HORIZON_PEAK_TOL = 1e-6, 2.5e-7
+_W = 30_000_001  # a warmup ending beyond 2**24, at a step float32 cannot hold
+
+
+def _restart_cycle(t: int, p: dict[str, Any]) -> tuple[int, Any]:
+    """(i, f'): the cycle of step ``t`` and the position in it, exactly (SGDR's formula)."""
+    first, t_mul = p["first_decay_steps"], Fraction(p["t_mul"])
+    if t_mul == 1:
+        return t // first, Fraction(t % first, first)
+    i, start, length = 0, Fraction(0), Fraction(first)
+    while start + length <= t:  # cycle i covers [start, start + length) in steps
+        i, start, length = i + 1, start + length, length * t_mul
+    return i, (t - start) / length
+
+
+def horizon_formula(family: str, total_steps: int, p: dict[str, Any], t: int) -> float:
+    """lr(t) of SCHEDULES.md for resolved params ``p``, float64 with an exact integer step."""
+    eta, w = p["learning_rate"], p.get("warmup_steps", 0)
+    if t < w:
+        eta0 = p["warmup_start_factor"] * eta
+        return float(eta0 + (eta - eta0) * Fraction(t, w))
+    if family in ("constant", "plateau"):
+        return eta
+    if family == "cosine":
+        d, alpha = p["decay_steps"], p["alpha"]
+        x = Fraction(min(t - w, d), d)
+        return eta * ((1 - alpha) * (1 + math.cos(math.pi * x)) / 2 + alpha)
+    if family == "cosine_restarts":
+        i, x = _restart_cycle(t, p)
+        alpha = p["alpha"]
+        cosine = p["m_mul"] ** i * (1 + math.cos(math.pi * x)) / 2
+        return eta * ((1 - alpha) * cosine + alpha)
+    if family == "warmup_decay":
+        s = p["steps_per_epoch"]
+        e = Fraction((t - w) // s) if p["staircase"] else Fraction(t - w, s)
+        return eta * math.exp(float(e) * math.log(p["decay_rate"]))
+    if family == "onecycle":
+        return onecycle_formula(total_steps, p, t)
+    if family == "polynomial":
+        d, end = p["decay_steps"], p["end_learning_rate"]
+        remaining = Fraction(d - min(t - w, d), d)
+        return (eta - end) * float(remaining) ** p["power"] + end
+    if family == "wsd":
+        d, rho = p["decay_steps"], p["min_lr_ratio"]
+        x = min(max(Fraction(t - (total_steps - d), d), Fraction(0)), Fraction(1))
+        left = {
+            "linear": lambda: float(1 - x),
+            "cosine": lambda: (1 + math.cos(math.pi * x)) / 2,
+            "sqrt": lambda: float(1 - x) / (1 + math.sqrt(x)),  # 1 - sqrt(x), no cancellation
+        }[p["decay_shape"]]()
+        return eta * (left * (1 - rho) + rho)
+    if family == "cyclic":
+        up, down = p["step_size_up"], p["step_size_down"]
+        cycle, position = t // (up + down) + 1, t % (up + down)
+        scale = Fraction(position, up) if position <= up else Fraction(up + down - position, down)
+        gain = {
+            "triangular": 1.0,
+            "triangular2": 2.0 ** -(cycle - 1),
+            "exp_range": math.exp(t * math.log(p["gamma"])),
+        }[p["mode"]]
+        base = p["base_learning_rate"]
+        return base + (eta - base) * float(scale) * gain
+    raise AssertionError(f"add the horizon formula of the new family {family!r}")
+
+
+def onecycle_formula(total_steps: int, p: dict[str, Any], t: int) -> float:
+    """OneCycleLR's phases (ends ``pct * T - 1`` ..., as PyTorch builds them), exact in t."""
+    eta, pct, total = p["learning_rate"], p["pct_start"], total_steps
+    initial = eta / p["div_factor"]
+    minimum = initial / p["final_div_factor"]
+    if p["three_phase"]:
+        phases = [
+            (float(pct * total) - 1, initial, eta),
+            (float(2 * pct * total) - 2, eta, initial),
+            (total - 1.0, initial, minimum),
+        ]
+    else:
+        phases = [(float(pct * total) - 1, initial, eta), (total - 1.0, eta, minimum)]
+    t = min(t, total - 1)
+    start = Fraction(0)
+    for end, start_lr, end_lr in phases:
+        if t <= end or end == phases[-1][0]:
+            x = float((t - start) / (Fraction(end) - start))
+            if p["anneal"] == "cos":
+                return end_lr + (start_lr - end_lr) / 2 * (math.cos(math.pi * x) + 1)
+            return (end_lr - start_lr) * x + start_lr
+        start = Fraction(end)
+    raise AssertionError("unreachable")
+
+
+def _around(*anchors: int, reach: int = 3) -> list[int]:
+    """Every step within ``reach`` of each anchor."""
+    return [a + d for a in anchors for d in range(-reach, reach + 1) if a + d >= 0]
+
+
+def _restart_starts(first: int, t_mul: float, up_to: int) -> list[int]:
+    """The first step of every SGDR cycle (exactly: the smallest t with t >= the start)."""
+    starts, start, length = [], Fraction(0), Fraction(first)
+    while start <= up_to:
+        starts.append(math.ceil(start))
+        start, length = start + length, length * Fraction(t_mul)
+    return starts
+
+
+def _horizon_cases() -> dict[str, dict[str, tuple[dict[str, Any], list[int]]]]:
+    """family -> case name -> (params, anchor steps); the last steps are always added."""
+    t = HORIZON
+    onecycle_short = 1 - 7.5 / t  # the last phase lasts ~7.5 steps, at the very end
+    return {
+        "constant": {"": ({"learning_rate": 0.05}, [t // 2])},
+        "cosine": {
+            "warmup": (
+                {
+                    "learning_rate": 0.1,
+                    "alpha": 0.1,
+                    "warmup_steps": _W,
+                    "warmup_start_factor": 0.1,
+                },
+                [_W, t // 2 + 1],
+            ),
+            "short-end": ({"learning_rate": 0.1, "decay_steps": t - 5}, [t - 5, t - 7]),
+        },
+        "cosine_restarts": {
+            "tmul1-short": (
+                {"learning_rate": 0.1, "first_decay_steps": 7, "t_mul": 1.0, "alpha": 0.05},
+                [t - t % 7, t - t % 7 - 7 * 1_000_001],
+            ),
+            "tmul1": (
+                {"learning_rate": 0.1, "first_decay_steps": 33_333_347, "t_mul": 1.0},
+                [33_333_347 * 2, 33_333_347 * 3],
+            ),
+            "tmul2": (
+                {"learning_rate": 0.1, "first_decay_steps": 1_234_567, "m_mul": 0.8},
+                _restart_starts(1_234_567, 2.0, t)[-3:],
+            ),
+            "tmul3-short": (
+                {"learning_rate": 0.1, "first_decay_steps": 5, "t_mul": 3.0, "alpha": 0.01},
+                _restart_starts(5, 3.0, t)[-3:],
+            ),
+            "tmul1.5": (
+                {"learning_rate": 0.1, "first_decay_steps": 1001, "t_mul": 1.5, "m_mul": 0.9},
+                _restart_starts(1001, 1.5, t)[-3:],
+            ),
+        },
+        "warmup_decay": {
+            "staircase": (
+                {
+                    "learning_rate": 0.1,
+                    "warmup_steps": _W,
+                    "decay_rate": 0.95,
+                    "staircase": True,
+                    "steps_per_epoch": 1_000_003,
+                    "warmup_start_factor": 0.2,
+                },
+                [_W, _W + 1_000_003 * 37, _W + 1_000_003 * 69],
+            ),
+            "smooth": (
+                {"learning_rate": 0.1, "decay_rate": 0.95, "steps_per_epoch": 1_000_003},
+                [1_000_003 * 53],
+            ),
+        },
+        "onecycle": {
+            "cos": ({"learning_rate": 0.1}, [int(0.3 * t) - 1]),
+            "short-last-phase": (
+                {"learning_rate": 0.1, "pct_start": onecycle_short, "anneal": "linear"},
+                [t - 9],
+            ),
+            "3phase-short-last": (
+                {
+                    "learning_rate": 0.1,
+                    "pct_start": (1 - 9.5 / t) / 2,
+                    "three_phase": True,
+                    "final_div_factor": 100.0,
+                },
+                [int((t - 9.5) / 2) - 1, t - 11],
+            ),
+        },
+        "plateau": {
+            "": (
+                {"learning_rate": 0.1, "warmup_steps": _W, "warmup_start_factor": 0.1},
+                [_W],
+            )
+        },
+        "polynomial": {
+            "power2": (
+                {
+                    "learning_rate": 0.1,
+                    "end_learning_rate": 1e-3,
+                    "power": 2.0,
+                    "warmup_steps": _W,
+                },
+                [_W],
+            ),
+            "sqrt-to-zero": ({"learning_rate": 0.1, "power": 0.5}, [t // 3]),
+        },
+        "wsd": {
+            shape: (
+                {
+                    "learning_rate": 0.1,
+                    "warmup_steps": _W,
+                    "decay_steps": 20_000_003,
+                    "decay_shape": shape,
+                    "min_lr_ratio": 0.01,
+                },
+                [_W, t - 20_000_003],
+            )
+            for shape in ("linear", "cosine", "sqrt")
+        },
+        "cyclic": {
+            "short-cycles": (
+                {
+                    "learning_rate": 0.1,
+                    "base_learning_rate": 0.01,
+                    "step_size_up": 3,
+                    "step_size_down": 4,
+                },
+                [t - t % 7, t - t % 7 - 7 * 3_000_001 + 3],
+            ),
+            "triangular2": (
+                {
+                    "learning_rate": 0.1,
+                    "base_learning_rate": 0.01,
+                    "step_size_up": 10_000_019,
+                    "step_size_down": 15_000_017,
+                    "mode": "triangular2",
+                },
+                [25_000_036 * 3, 25_000_036 * 3 + 10_000_019],
+            ),
+            "exp_range": (
+                {
+                    "learning_rate": 0.1,
+                    "base_learning_rate": 0.01,
+                    "step_size_up": 1_500_007,
+                    "step_size_down": 2_500_009,
+                    "mode": "exp_range",
+                    "gamma": math.exp(-3.0 / t),  # gamma**T = e**-3
+                },
+                [4_000_016 * 24 + 1_500_007, 4_000_016 * 24],
+            ),
+        },
+    }
+
+
+HORIZON_CASES = _horizon_cases()
+
+
+def horizon_params() -> list[Any]:
+    return [
+        pytest.param(family, name, id=f"{family}-{name}" if name else family)
+        for family in FAMILY_NAMES
+        for name in HORIZON_CASES.get(family, {"missing": None})
+    ]
+
+
+def horizon_steps(anchors: list[int]) -> np.ndarray:
+    """The anchors and their neighbours, the last steps of the budget and a few beyond it."""
+    t = HORIZON
+    steps = _around(*anchors) + _around(t - 3, t) + [t + 10, t + 1000]
+    return np.unique(np.asarray(steps, np.int64))
+
+
+def horizon_errors(family: str, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(steps, ours, reference, η) for one horizon case."""
+    case = HORIZON_CASES.get(family, {}).get(name)
+    if case is None:
+        pytest.fail(f"add a case of the family {family!r} to _horizon_cases()")
+    params, anchors = case
+    schedule = build_schedule(family, total_steps=HORIZON, **params)
+    resolved = schedule.get_config()
+    steps = horizon_steps(anchors)
+    ref = np.array([horizon_formula(family, HORIZON, resolved, int(s)) for s in steps])
+    return steps, lr_values(schedule, steps), ref, params["learning_rate"]
+
+
+@pytest.mark.parametrize(("family", "name"), horizon_params())
+def test_large_step_counts_match_formula(family: str, name: str) -> None:
+    """Every family, at ~1e8 steps, equals its float64 formula to float32 output precision."""
+    steps, ours, ref, eta = horizon_errors(family, name)
+    err = np.abs(ours - ref)
+    bound = HORIZON_REL_TOL * np.abs(ref) + HORIZON_PEAK_TOL * eta
+    if not np.all(err <= bound):
+        i = int(np.argmax(err / bound))
+        pytest.fail(
+            f"step {steps[i]}: ours={ours[i]!r} ref={ref[i]!r} "
+            f"(|diff|={err[i]:.3g}, {err[i] / eta:.3g} of the peak)"
+        )
+
+
+# One case per family for the compiled train step: where float32 steps lost the most.
+TRAIN_STEP_CASES = {
+    "constant": "",
+    "cosine": "warmup",
+    "cosine_restarts": "tmul2",
+    "warmup_decay": "staircase",
+    "onecycle": "short-last-phase",
+    "plateau": "",
+    "polynomial": "sqrt-to-zero",
+    "wsd": "sqrt",
+    "cyclic": "short-cycles",
+}
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_train_step_applies_the_formula_at_large_step_counts(family: str) -> None:
+    """The learning rate an XLA-compiled SGD step applies at ~1e8 steps is the formula's: the
+    schedule receives the optimizer's own integer ``iterations`` (int64 on TensorFlow, int32 on
+    JAX) inside the compiled step. With a zero kernel, input 1 and loss = output, one step
+    leaves the kernel at exactly -lr(iterations)."""
+    if family not in TRAIN_STEP_CASES:
+        pytest.fail(f"add the family {family!r} to TRAIN_STEP_CASES")
+    params, anchors = HORIZON_CASES[family][TRAIN_STEP_CASES[family]]
+    schedule = build_schedule(family, total_steps=HORIZON, **params)
+    layer = keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")
+    model = keras.Sequential([keras.Input((1,)), layer])
+    optimizer = keras.optimizers.SGD(schedule)
+    model.compile(optimizer=optimizer, loss=lambda y, out: keras.ops.sum(out), jit_compile=True)
+    x = np.ones((1, 1), np.float32)
+    steps = horizon_steps(anchors)
+    applied = []
+    for step in steps:
+        optimizer.iterations.assign(int(step))
+        layer.kernel.assign(np.zeros((1, 1), np.float32))
+        model.train_on_batch(x, x)
+        applied.append(-float(keras.ops.convert_to_numpy(layer.kernel)[0, 0]))
+    resolved = schedule.get_config()
+    ref = [horizon_formula(family, HORIZON, resolved, int(s)) for s in steps]
+    eta = params["learning_rate"]
+    err = np.abs(np.asarray(applied) - ref)
+    bound = HORIZON_REL_TOL * np.abs(ref) + HORIZON_PEAK_TOL * eta
+    assert np.all(err <= bound), f"worst at step {steps[int(np.argmax(err / bound))]}"

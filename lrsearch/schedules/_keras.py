@@ -5,6 +5,13 @@ validates them through the registry, computes with ``keras.ops`` (so it runs ins
 train step on any backend and accepts a vector of steps) and returns exactly its constructor
 arguments from ``get_config``.
 
+The step stays an integer until it is a small number. A float32 holds every integer only up to
+2**24 (~16.7 M steps); beyond, casting the step first would move a restart, a cycle or an epoch
+boundary by a few steps. So ``__call__`` keeps the optimizer's integer step (int64 on TensorFlow,
+int32 on JAX, where float64 is not available by default), and the families reduce it with integer
+arithmetic (``t - W``, ``divmod(t, cycle)``, the cycle that holds ``t``) to an offset inside the
+current phase before anything becomes float32. Values are then as exact at 1e8 steps as at 100.
+
 All classes share one optional multiplier, the *scale variable*: :class:`PlateauCallback` binds an
 optimizer variable to it and lowers it when the monitored metric stalls. Reading an optimizer
 variable inside ``__call__`` is what makes that work on TensorFlow and on JAX alike.
@@ -15,7 +22,10 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
+
 from lrsearch._imports import import_keras
+from lrsearch.exceptions import ScheduleError
 from lrsearch.schedules._registry import FAMILIES
 
 keras = import_keras()
@@ -37,10 +47,59 @@ __all__ = [
 _DTYPE = "float32"
 
 
-class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
-    """Base class: validation, ``get_config``, the shared warmup and the plateau scale.
+def _step_dtype() -> str:
+    """Keras's integer dtype, the one of ``optimizer.iterations``: int64 on TensorFlow, int32 on
+    JAX (without ``jax_enable_x64``)."""
+    return str(keras.backend.standardize_dtype("int"))
 
-    Subclasses set ``family`` and implement :meth:`value` on a float32 tensor of steps.
+
+def _is_integer(x: Any) -> bool:
+    return str(keras.backend.standardize_dtype(x.dtype)).startswith(("int", "uint"))
+
+
+def _as_float(x: Any) -> Any:
+    return ops.cast(x, _DTYPE)
+
+
+def _divmod(t: Any, n: int) -> tuple[Any, Any]:
+    """``(t // n, t - (t // n) * n)`` for a positive whole ``n``, exact in ``t``'s dtype.
+
+    Integer steps divide exactly. Float steps (passed by hand, or too large for the integer dtype)
+    are corrected by exact comparisons, as XLA divides by multiplying with ``1 / n`` (107 * (1 /
+    107) = 0.99999994 in float32 would put step 107 in cycle 0).
+
+    Example:
+        >>> [int(v) for v in _divmod(ops.convert_to_tensor(100_000_037), 7)]
+        [14285719, 4]
+    """
+    q = ops.floor_divide(t, n)
+    if not _is_integer(t):
+        q = ops.where((q + 1.0) * n <= t, q + 1.0, q)
+        q = ops.where(q * n > t, q - 1.0, q)
+    return q, t - q * n
+
+
+def _since(t: Any, start: float) -> Any:
+    """``t - start`` as float32 for a step ``t`` and a (possibly fractional) ``start``.
+
+    The whole part of ``start`` is subtracted in ``t``'s own dtype, exactly, so the difference is
+    exact before it becomes float32 however large ``t`` is.
+
+    Example:
+        >>> float(_since(ops.convert_to_tensor(100_000_037), 100_000_029.5))
+        7.5
+    """
+    whole = math.floor(start)
+    since = _as_float(t - whole)
+    return since if start == whole else since - (start - whole)
+
+
+class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
+    """Base class: validation, ``get_config``, integer steps, the shared warmup, the plateau scale.
+
+    Subclasses set ``family`` and implement :meth:`value` on a tensor of steps ``t`` that holds
+    whole numbers in an integer dtype (see :meth:`steps`); they turn ``t`` into float32 only after
+    reducing it to a position inside the current phase (:func:`_since`, :func:`_divmod`).
     """
 
     family: ClassVar[str]
@@ -49,6 +108,10 @@ class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type
         super().__init__()
         self._config = FAMILIES[self.family].validate(params)
         self._scale: Any = None
+        # the largest step count the arithmetic meets (CyclicSchedule adds up + down)
+        self._largest_constant = max(
+            (v for v in self._config.values() if type(v) is int), default=0
+        )
 
     def get_config(self) -> dict[str, Any]:
         return dict(self._config)
@@ -69,9 +132,38 @@ class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type
     def value(self, t: Any) -> Any:
         raise NotImplementedError
 
+    def steps(self, step: Any) -> Any:
+        """``step`` (a number, an array, a tensor or the optimizer's ``iterations``) as the tensor
+        :meth:`value` takes: Keras's integer dtype where that holds every value.
+
+        Otherwise (fractional steps, or steps past 2**31 - 1 on JAX's int32) it is float32, and
+        exact only up to 2**24 steps.
+
+        Raises:
+            ScheduleError: The schedule's step counts (a budget past 2**31 - 1 steps) do not fit
+                the backend's integer dtype (JAX's int32).
+
+        Example:
+            >>> int(ConstantSchedule(learning_rate=0.1).steps(100_000_037))  # float32: 100000040
+            100000037
+        """
+        dtype = _step_dtype()
+        limit = int(np.iinfo(dtype).max)
+        if self._largest_constant > limit:
+            raise ScheduleError(
+                f"{type(self).__name__} counts up to {self._largest_constant} steps, more than "
+                f"the {keras.backend.backend()} backend's {dtype} steps hold ({limit}); use the "
+                "TensorFlow backend (int64 steps) for budgets this long."
+            )
+        if ops.is_tensor(step) or isinstance(step, keras.Variable):
+            return ops.cast(step, dtype) if _is_integer(step) else _as_float(step)
+        array = np.asarray(step)
+        if array.dtype.kind in "iu" and (array.size == 0 or abs(array).max() <= limit):
+            return ops.convert_to_tensor(array, dtype)
+        return ops.convert_to_tensor(array, _DTYPE)
+
     def __call__(self, step: Any) -> Any:
-        t = ops.cast(step, _DTYPE)
-        lr = self.value(t)
+        lr = self.value(self.steps(step))
         if self._scale is not None:
             lr = lr * ops.cast(self._scale, _DTYPE)
         return lr
@@ -86,11 +178,12 @@ class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type
             return after
         eta = c["learning_rate"]
         start = eta * c["warmup_start_factor"]
-        rising = (eta - start) * (t / float(warmup_steps)) + start
-        return ops.where(t < float(warmup_steps), rising, after)
+        rising = (eta - start) * (_as_float(t) / float(warmup_steps)) + start
+        return ops.where(t < warmup_steps, rising, after)
 
     def _since_warmup(self, t: Any) -> Any:
-        return ops.maximum(t - float(self._config.get("warmup_steps", 0)), 0.0)
+        """``max(t - W, 0)`` in ``t``'s dtype (exact)."""
+        return ops.maximum(t - self._config.get("warmup_steps", 0), 0)
 
 
 def _cos_anneal(start: Any, end: Any, x: Any) -> Any:
@@ -118,7 +211,7 @@ class ConstantSchedule(LRSearchSchedule):
         super().__init__(learning_rate=learning_rate)
 
     def value(self, t: Any) -> Any:
-        return ops.full_like(t, self._config["learning_rate"])
+        return ops.full_like(t, self._config["learning_rate"], dtype=_DTYPE)
 
 
 @keras.saving.register_keras_serializable("lrsearch")
@@ -149,7 +242,7 @@ class CosineSchedule(LRSearchSchedule):
 
     def value(self, t: Any) -> Any:
         c = self._config
-        u = ops.minimum(self._since_warmup(t), float(c["decay_steps"]))
+        u = _as_float(ops.minimum(self._since_warmup(t), c["decay_steps"]))
         cosine = 0.5 * (1.0 + ops.cos(math.pi * (u / float(c["decay_steps"]))))
         decayed = (1.0 - c["alpha"]) * cosine + c["alpha"]
         return self._warmup(t, c["learning_rate"] * decayed)
@@ -182,28 +275,91 @@ class CosineRestartsSchedule(LRSearchSchedule):
             m_mul=m_mul,
             alpha=alpha,
         )
+        if self._config["t_mul"] != 1.0:
+            self._cycles = _cycle_table(self._config["first_decay_steps"], self._config["t_mul"])
 
     def value(self, t: Any) -> Any:
         c = self._config
-        t_mul, alpha = c["t_mul"], c["alpha"]
-        first = float(c["first_decay_steps"])
-        fraction = t / first
-        if t_mul == 1.0:
-            # Cycles start at whole multiples of first_decay_steps, exact in float32; the
-            # division is not always (XLA multiplies by a reciprocal: 107 * (1/107) =
-            # 0.99999994), which would give the previous cycle's last value instead of the
-            # restart. Step to the cycle that holds t by exact comparisons.
-            i_restart = ops.floor(fraction)
-            i_restart = ops.where((i_restart + 1.0) * first <= t, i_restart + 1.0, i_restart)
-            i_restart = ops.where(i_restart * first > t, i_restart - 1.0, i_restart)
-            fraction = (t - i_restart * first) / first
+        alpha = c["alpha"]
+        if c["t_mul"] == 1.0:  # cycle i starts at i * first_decay_steps
+            i_restart, since = _divmod(t, c["first_decay_steps"])
+            i_restart = _as_float(i_restart)
+            fraction = _as_float(since) / float(c["first_decay_steps"])
         else:
-            i_restart = ops.floor(ops.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))
-            t_pow = ops.power(t_mul, i_restart)
-            fraction = (fraction - (1.0 - t_pow) / (1.0 - t_mul)) / t_pow
-        m_fac = ops.power(c["m_mul"], i_restart)
+            i_restart, fraction = self._cycle_position(t)
+        m_fac = ops.exp(i_restart * math.log(c["m_mul"]))  # m_mul ** i, the log in float64
         cosine = 0.5 * m_fac * (1.0 + ops.cos(math.pi * fraction))
         return c["learning_rate"] * ((1.0 - alpha) * cosine + alpha)
+
+    def _cycle_position(self, t: Any) -> tuple[Any, Any]:
+        """(cycle index, fraction of it) for ``t_mul > 1``, from the table of cycle starts.
+
+        The cycle that holds ``t`` is found by a binary search among the cycles' first whole
+        steps (exact in ``t``'s dtype); the fraction is ``t`` minus that step, plus the start's
+        fractional part, over the cycle's length. Past the table (beyond 2**31 - 1 steps, or
+        after :data:`_MAX_TABLED_CYCLES` cycles when ``t_mul`` is very close to 1) the closed form
+        of ``CosineDecayRestarts`` takes over, in float32.
+        """
+        firsts, offsets, lengths, end = self._cycles
+        dtype = keras.backend.standardize_dtype(t.dtype)
+        firsts_t = ops.convert_to_tensor(firsts, dtype)
+        found = ops.searchsorted(firsts_t, ops.reshape(t, (-1,)), side="right") - 1
+        index = ops.reshape(ops.maximum(found, 0), ops.shape(t))
+        since = _as_float(t - ops.take(firsts_t, index)) + ops.take(offsets, index)
+        i_restart = _as_float(index)
+        fraction = since / ops.take(lengths, index)
+        if end is None or (_is_integer(t) and end > np.iinfo(dtype).max):
+            return i_restart, fraction  # the table holds every step t can hold
+        t_mul = self._config["t_mul"]
+        steps = _as_float(t) / float(self._config["first_decay_steps"])
+        far_i = ops.floor(ops.log(1.0 - steps * (1.0 - t_mul)) / math.log(t_mul))
+        t_pow = ops.power(t_mul, far_i)
+        far_fraction = (steps - (1.0 - t_pow) / (1.0 - t_mul)) / t_pow
+        beyond = t >= (end if _is_integer(t) else float(end))
+        return ops.where(beyond, far_i, i_restart), ops.where(beyond, far_fraction, fraction)
+
+
+_CYCLE_TABLE_HORIZON = 2**31 - 1
+"""SGDR cycles are tabled up to here: every step JAX's int32 ``iterations`` can count."""
+_MAX_TABLED_CYCLES = 4096
+"""At most this many (reached below the horizon only by ``t_mul`` within ~0.5 % of 1)."""
+
+
+def _cycle_table(
+    first: int, t_mul: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """SGDR's cycles for ``t_mul > 1``: ``(first_steps, offsets, lengths, end)``.
+
+    Cycle ``i`` starts at ``s_i = first * (t_mul**i - 1) / (t_mul - 1)`` (float64: exact for
+    whole ``t_mul``). Its first step is ``ceil(s_i)`` (int64), ``offsets[i] = ceil(s_i) - s_i``
+    and ``lengths[i] = first * t_mul**i`` (float32). ``end`` is the first step after the last
+    tabled cycle (``None`` when the table reaches past :data:`_CYCLE_TABLE_HORIZON`).
+
+    Example:
+        >>> _cycle_table(10, 2.0)[0][:4].tolist()
+        [0, 10, 30, 70]
+    """
+
+    def start(i: int) -> float:
+        try:
+            return first * (t_mul**i - 1.0) / (t_mul - 1.0)
+        except OverflowError:
+            return math.inf
+
+    firsts, offsets, lengths = [], [], []
+    i, s = 0, 0.0
+    while s <= _CYCLE_TABLE_HORIZON and i < _MAX_TABLED_CYCLES:
+        firsts.append(math.ceil(s))
+        offsets.append(math.ceil(s) - s)
+        lengths.append(first * t_mul**i)
+        i, s = i + 1, start(i + 1)
+    end = math.ceil(s) if s <= _CYCLE_TABLE_HORIZON else None
+    return (
+        np.asarray(firsts, np.int64),
+        np.asarray(offsets, np.float32),
+        np.minimum(lengths, np.finfo(np.float32).max).astype(np.float32),
+        end,
+    )
 
 
 @keras.saving.register_keras_serializable("lrsearch")
@@ -236,10 +392,15 @@ class WarmupDecaySchedule(LRSearchSchedule):
 
     def value(self, t: Any) -> Any:
         c = self._config
-        p = self._since_warmup(t) / float(c["steps_per_epoch"])
-        if c["staircase"]:
-            p = ops.floor(p)
-        return self._warmup(t, c["learning_rate"] * ops.power(c["decay_rate"], p))
+        steps_per_epoch = c["steps_per_epoch"]
+        epochs, rest = _divmod(self._since_warmup(t), steps_per_epoch)
+        p = _as_float(epochs)
+        if not c["staircase"]:
+            p = p + _as_float(rest) / float(steps_per_epoch)
+        # decay_rate ** p as exp(p * log(decay_rate)), the log taken in float64: decay_rate
+        # rounded to float32 would carry a relative error of p * 6e-8 into its power
+        decayed = c["learning_rate"] * ops.exp(p * math.log(c["decay_rate"]))
+        return self._warmup(t, decayed)
 
 
 @keras.saving.register_keras_serializable("lrsearch")
@@ -290,18 +451,16 @@ class OneCycleSchedule(LRSearchSchedule):
     def value(self, t: Any) -> Any:
         anneal = _cos_anneal if self._config["anneal"] == "cos" else _lin_anneal
         phases = self.phases()
-        t = ops.minimum(t, phases[-1][0])
+        t = ops.minimum(t, self._config["total_steps"] - 1)
         lr = None
         start_step = 0.0
         for end_step, start_lr, end_lr in phases:
-            # t - start_step as (t - whole part) - fraction: exact in float32 for a short phase
-            # late in the budget; clipped, as rounding can put x just past 1 (a negative lr with
-            # linear anneal)
-            whole = float(math.floor(start_step))
-            since = (t - whole) - (start_step - whole)
-            x = ops.clip(since / (end_step - start_step), 0.0, 1.0)
+            # exact for a short phase late in the budget (see _since); clipped, as rounding can
+            # put x just past 1 (a negative lr with linear anneal)
+            x = ops.clip(_since(t, start_step) / (end_step - start_step), 0.0, 1.0)
             piece = anneal(start_lr, end_lr, x)
-            lr = piece if lr is None else ops.where(t <= start_step, lr, piece)
+            # t <= start_step, for whole steps t
+            lr = piece if lr is None else ops.where(t <= math.floor(start_step), lr, piece)
             start_step = end_step
         return lr
 
@@ -345,7 +504,7 @@ class PlateauSchedule(LRSearchSchedule):
         )
 
     def value(self, t: Any) -> Any:
-        return self._warmup(t, ops.full_like(t, self._config["learning_rate"]))
+        return self._warmup(t, ops.full_like(t, self._config["learning_rate"], dtype=_DTYPE))
 
 
 @keras.saving.register_keras_serializable("lrsearch")
@@ -378,10 +537,11 @@ class PolynomialSchedule(LRSearchSchedule):
 
     def value(self, t: Any) -> Any:
         c = self._config
-        end, decay_steps = c["end_learning_rate"], float(c["decay_steps"])
+        end, decay_steps = c["end_learning_rate"], c["decay_steps"]
         # (D - u) / D, not 1 - u / D: XLA turns "/ D" into "* (1 / D)", and 1 - 0.99999994 under
         # a power < 1 would leave the schedule visibly above its end value at the last step.
-        remaining = (decay_steps - ops.minimum(self._since_warmup(t), decay_steps)) / decay_steps
+        left = decay_steps - ops.minimum(self._since_warmup(t), decay_steps)
+        remaining = _as_float(left) / float(decay_steps)
         decayed = (c["learning_rate"] - end) * ops.power(remaining, c["power"]) + end
         return self._warmup(t, decayed)
 
@@ -415,15 +575,18 @@ class WSDSchedule(LRSearchSchedule):
 
     def value(self, t: Any) -> Any:
         c = self._config
-        decay_steps = float(c["decay_steps"])
-        decay_start = float(c["total_steps"]) - decay_steps
-        p = ops.clip((t - decay_start) / decay_steps, 0.0, 1.0)
+        decay_steps = c["decay_steps"]
+        into_decay = ops.clip(t - (c["total_steps"] - decay_steps), 0, decay_steps)
+        p = _as_float(into_decay) / float(decay_steps)
+        # 1 - p from the steps left (exact), not by cancellation: near the end of a long decay
+        # 1 - p is ~1/D, below float32's resolution next to 1
+        left = _as_float(decay_steps - into_decay) / float(decay_steps)
         if c["decay_shape"] == "linear":
-            d = 1.0 - p
+            d = left
         elif c["decay_shape"] == "cosine":
             d = (1.0 + ops.cos(math.pi * p)) / 2.0
         else:
-            d = 1.0 - ops.sqrt(p)
+            d = left / (1.0 + ops.sqrt(p))  # 1 - sqrt(p)
         rho = c["min_lr_ratio"]
         return self._warmup(t, c["learning_rate"] * (d * (1.0 - rho) + rho))
 
@@ -456,20 +619,23 @@ class CyclicSchedule(LRSearchSchedule):
             mode=mode,
             gamma=gamma,
         )
+        c = self._config
+        self._largest_constant = c["step_size_up"] + c["step_size_down"]  # the cycle length
 
     def value(self, t: Any) -> Any:
         c = self._config
-        total_size = float(c["step_size_up"] + c["step_size_down"])
-        step_ratio = c["step_size_up"] / total_size
-        # from the exact remainder (1 + t/total - cycle loses digits in float32 as t grows)
-        position = ops.mod(t, total_size)
-        cycle = (t - position) / total_size + 1.0
-        x = position / total_size
-        scale = ops.where(x <= step_ratio, x / step_ratio, (x - 1.0) / (step_ratio - 1.0))
+        up, down = c["step_size_up"], c["step_size_down"]
+        # the cycle and the position in it exactly (1 + t/total - cycle loses digits as t grows);
+        # x / ratio = position / up, (x - 1) / (ratio - 1) = (total - position) / down
+        cycle, position = _divmod(t, up + down)
+        cycle = _as_float(cycle) + 1.0
+        rising = _as_float(position) / float(up)
+        falling = _as_float(up + down - position) / float(down)
+        scale = ops.where(position <= up, rising, falling)
         base, peak = c["base_learning_rate"], c["learning_rate"]
         height = (peak - base) * scale
         if c["mode"] == "triangular2":
             height = height * (1.0 / ops.power(2.0, cycle - 1.0))
         elif c["mode"] == "exp_range":
-            height = height * ops.exp(t * math.log(c["gamma"]))  # gamma**t, log in float64
+            height = height * ops.exp(_as_float(t) * math.log(c["gamma"]))  # log in float64
         return base + height
