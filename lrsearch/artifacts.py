@@ -29,15 +29,19 @@ from typing import TYPE_CHECKING, Any
 
 from lrsearch import settings
 from lrsearch.exceptions import ConfigError
+from lrsearch.records import TrialRecord
 
 if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
     from lrsearch._drawing import DrawingProcess
+    from lrsearch.study import StudyHandle
 
 __all__ = [
     "ENV_VAR",
     "NO_STORE_WARNING",
     "ArtifactRecorder",
-    "best_per_family",
     "default_location",
     "open_artifact_store",
     "resolve_artifacts",
@@ -183,44 +187,16 @@ def recorder_for(setting: str | None, storage_url: str, config: Any) -> Artifact
     )
 
 
-def best_per_family(trials: list[Any], maximize: bool) -> dict[str, dict[str, Any]]:
-    """Per family: the best complete trial's value and number, and trial counts, best first."""
-    from lrsearch.objective import family_of
-
-    out: dict[str, dict[str, Any]] = {}
-    for t in trials:
-        family = family_of(t)
-        if not family:
-            continue
-        row = out.setdefault(family, {"value": None, "number": None, "trials": 0})
-        row["trials"] += 1
-        if t.state.name != "COMPLETE" or t.value is None or not math.isfinite(t.value):
-            continue
-        current = row["value"]
-        if current is None or (t.value > current if maximize else t.value < current):
-            row["value"], row["number"] = t.value, t.number
-
-    def key(item: tuple[str, dict[str, Any]]) -> float:
-        value = item[1]["value"]
-        if value is None:
-            return math.inf
-        return -value if maximize else value
-
-    return dict(sorted(out.items(), key=key))
-
-
-def study_note(study: Any, metric: str) -> str:
+def study_note(study: optuna.Study, metric: str) -> str:
     """The study's markdown note: best trial, best value per family, how to export."""
-    trials = study.get_trials(deepcopy=False)
-    maximize = study.direction.name == "MAXIMIZE"
-    name = study.study_name
+    from lrsearch.study import StudyHandle
+
+    handle = StudyHandle(study)
+    name = handle.name
     lines = [f"## {name}: best {metric} per schedule family", ""]
-    try:
-        best = study.best_trial
-    except ValueError:
-        best = None
+    best = handle.best()
     if best is not None:
-        sched = best.user_attrs.get("schedule") or {}
+        sched = best.schedule or {}
         params = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
             for k, v in (sched.get("params") or {}).items()
@@ -233,10 +209,10 @@ def study_note(study: Any, metric: str) -> str:
     else:
         lines += ["No complete trial yet.", ""]
     lines += [f"| family | best {metric} | trial | trials |", "|---|---|---|---|"]
-    for family, row in best_per_family(trials, maximize).items():
-        value = f"{row['value']:.4f}" if row["value"] is not None else "-"
-        number = f"#{row['number']}" if row["number"] is not None else "-"
-        lines.append(f"| {family} | {value} | {number} | {row['trials']} |")
+    for row in handle.family_stats():
+        value = f"{row.best:.4f}" if row.best is not None else "-"
+        number = f"#{row.best_trial}" if row.best_trial is not None else "-"
+        lines.append(f"| {row.family} | {value} | {number} | {row.trials} |")
     lines += [
         "",
         "Each trial has `lr_curve.png`, `learning_curve.png` and `history.csv` as artifacts; "
@@ -288,19 +264,15 @@ def write_history_csv(history: dict[str, list[Any]], path: Path) -> Path:
 
 
 def top_schedules(
-    trials: list[Any], *, maximize: bool, limit: int = TOP_TRIALS
+    handle: StudyHandle, *, limit: int = TOP_TRIALS
 ) -> list[tuple[str, dict[str, Any]]]:
     """``("#number value", schedule)`` of the best complete trials, best first."""
-    complete = [
-        t
-        for t in trials
-        if t.state.name == "COMPLETE"
-        and t.value is not None
-        and math.isfinite(t.value)
-        and t.user_attrs.get("schedule")
-    ]
-    complete.sort(key=lambda t: -t.value if maximize else t.value)
-    return [(f"#{t.number} {t.value:.3f}", t.user_attrs["schedule"]) for t in complete[:limit]]
+    out = []
+    for trial in handle.top(limit):
+        schedule = TrialRecord.of(trial).schedule
+        if schedule:
+            out.append((f"#{trial.number} {trial.value:.3f}", schedule))
+    return out
 
 
 def steps_per_epoch(schedule: dict[str, Any], epochs: int) -> int:
@@ -372,7 +344,7 @@ class ArtifactRecorder:
     next trial trains. :meth:`trial_finished` runs in the study's callback and queues the
     study-level work (note, top-trials figure) on the same thread; updates asked for while one is
     queued are merged into it, and the figure is redrawn only when the best trials change.
-    :meth:`flush` waits for all of it (``run_prepared`` calls it at the end of a run). A worker
+    :meth:`flush` waits for all of it (the runner calls it at the end of a run). A worker
     killed in between leaves its last trial with placeholder pictures.
 
     Args:
@@ -418,19 +390,19 @@ class ArtifactRecorder:
         elif _first_time("failed"):
             self._warn(f"warning: {message}")
 
-    def upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
+    def upload_trial(self, trial: optuna.Trial, history: dict[str, list[Any]]) -> None:
         """Uploads ``lr_curve.png``, ``learning_curve.png`` and ``history.csv`` of ``trial``."""
         try:
             self._upload_trial(trial, history)
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a trial
             self._failed(f"trial #{trial.number}", exc)
 
-    def _upload_trial(self, trial: Any, history: dict[str, list[Any]]) -> None:
+    def _upload_trial(self, trial: optuna.Trial, history: dict[str, list[Any]]) -> None:
         """Attaches the three artifacts now (Optuna only accepts them on a running trial), with
         placeholder pictures that the background thread overwrites once drawn."""
         from optuna.artifacts import upload_artifact
 
-        schedule = trial.user_attrs.get("schedule") or {}
+        schedule = TrialRecord.of(trial).schedule or {}
         planned = _planned(schedule)
         ids: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
@@ -504,15 +476,16 @@ class ArtifactRecorder:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="lrsearch-artifacts")
             self._executor.submit(job)
 
-    def trial_finished(self, study: Any, trial: Any) -> None:
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Rewrites the study note and, if the best trials changed, the top-trials figure.
 
         The lr curves are computed here (Keras, a few ms); drawing and writing go to the
         background thread.
         """
         try:
-            maximize = study.direction.name == "MAXIMIZE"
-            top = top_schedules(study.get_trials(deepcopy=False), maximize=maximize)
+            from lrsearch.study import StudyHandle
+
+            top = top_schedules(StudyHandle(study))
             labels = [label for label, _ in top]
             curves = lr_curves(top, epochs=self.epochs) if top and labels != self._drawn else None
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
@@ -549,13 +522,15 @@ class ArtifactRecorder:
         if drawing is not None:
             drawing.close()
 
-    def _queued_update(self, study: Any) -> None:
+    def _queued_update(self, study: optuna.Study) -> None:
         with self._lock:
             self._queued = False
             figure, self._figure = self._figure, None
         self._update_study(study, figure)
 
-    def _update_study(self, study: Any, figure: tuple[list[str], list[Any]] | None) -> None:
+    def _update_study(
+        self, study: optuna.Study, figure: tuple[list[str], list[Any]] | None
+    ) -> None:
         """Writes the note and, given ``(labels, curves)``, the figure (then marked drawn, so a
         failed upload is tried again after the next trial)."""
         try:
@@ -569,7 +544,9 @@ class ArtifactRecorder:
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study
             self._failed("study note", exc)
 
-    def _upload_study_figure(self, study: Any, curves: list[tuple[str, str, Any, int]]) -> None:
+    def _upload_study_figure(
+        self, study: optuna.Study, curves: list[tuple[str, str, Any, int]]
+    ) -> None:
         from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
         title = top_curves_title(study.study_name, len(curves), self.metric)

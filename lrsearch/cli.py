@@ -7,7 +7,6 @@ answers at once.
 
 from __future__ import annotations
 
-import difflib
 import json
 import shlex
 from typing import Any
@@ -15,7 +14,14 @@ from typing import Any
 import click
 
 from lrsearch import __version__
-from lrsearch.exceptions import Interrupted, LRSearchError, ScheduleError, exit_code_for
+from lrsearch.exceptions import (
+    Interrupted,
+    LRSearchError,
+    ReportedError,
+    ScheduleError,
+    did_you_mean,
+    exit_code_for,
+)
 from lrsearch.storage import mask_text
 
 __all__ = ["cli", "main"]
@@ -29,6 +35,8 @@ def _invoke_reporting_errors(invoke: Any, ctx: click.Context) -> Any:
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         ctx.exit(130)
+    except ReportedError as exc:
+        ctx.exit(exc.exit_code)  # already printed by the worker that failed
     except LRSearchError as exc:
         click.echo(f"Error: {_one_line(mask_text(str(exc)))}", err=True)
         ctx.exit(exit_code_for(exc))
@@ -65,8 +73,7 @@ class _Group(click.Group):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
-            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, self.list_commands(ctx), quote="'")
             raise click.UsageError(f"No such command '{name}'.{hint}", ctx)
         return super().resolve_command(ctx, args)
 
@@ -160,7 +167,6 @@ def _run_options(f: Any) -> Any:
 
 
 def _run(
-    ctx: click.Context,
     config: Any,
     text: str,
     *,
@@ -175,46 +181,28 @@ def _run(
     backend: str | None,
     artifacts: str | None = None,
 ) -> None:
-    """Runs the study in worker processes (:mod:`lrsearch.workers`) and prints the summary."""
-    import os
+    """Runs the study in worker processes and prints where it stands."""
     import time
 
-    from lrsearch import settings
-    from lrsearch._imports import check_backend
-    from lrsearch.storage import check_storage_url
-    from lrsearch.workers import WorkerJob, run_workers
+    from lrsearch.runner import run_study
 
-    url = check_storage_url(storage)
-    settings.grace_period(settings.heartbeat_interval())  # bad values: one line, before work
-    check_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
     started = time.perf_counter()
-    timeout = timeout if timeout is not None else config.study.timeout
-    job = WorkerJob(
-        config=config.normalized(),
-        storage_url=url,
+    summary = run_study(
+        config,
         study_file_text=text,
-        base_dir=str(base_dir) if base_dir is not None else None,
+        base_dir=base_dir,
+        storage_url=storage,
         study_name=study_name,
         n_trials=n_trials,
+        timeout=timeout,
         allow_changed=allow_changed,
+        workers=workers,
+        progress=not no_progress,
+        echo=click.echo,
+        echo_err=lambda line: click.echo(line, err=True),
         backend=backend,
         artifacts=artifacts,
-        deadline=None if timeout is None else time.time() + timeout,
-        progress=not no_progress,
-        recycle_mb=settings.recycle_mb(),
     )
-    report = run_workers(
-        job,
-        workers,
-        progress=_progress_reader(url),
-        echo=lambda line, err: click.echo(line, err=err),
-        show_bar=not no_progress,
-    )
-    if report.exit_code or report.study_name is None:
-        ctx.exit(report.exit_code or 1)
-    from lrsearch.study import run_summary
-
-    summary = run_summary(report.study_name, url, ran=report.ran)
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
     seconds = time.perf_counter() - started
     click.echo(
@@ -224,29 +212,14 @@ def _run(
     )
     if summary.best is not None:
         best = summary.best
-        sched = best.get("schedule") or {}
+        sched = best.schedule or {}
         click.echo(
-            f"best: trial #{best['number']} {config.study.metric}={best['value']:.4f} "
+            f"best: trial #{best.number} {config.study.metric}={best.value:.4f} "
             f"{sched.get('family', '')} {json.dumps(sched.get('params', {}))}"
         )
     name, url = shlex.quote(summary.study_name), shlex.quote(summary.storage_url)
     click.echo(f"look closer: lrsearch dashboard --storage {url}")
     click.echo(f"             lrsearch compare {name} --storage {url} -o report.html")
-
-
-def _progress_reader(url: str) -> Any:
-    """Reads ``(finished, budget, best)`` of a study for the several-workers progress bar."""
-    cache: dict[str, Any] = {}
-
-    def read(name: str) -> tuple[int, int, str]:
-        from lrsearch.study import load_study, study_progress
-
-        if name not in cache:
-            cache[name] = load_study(name, url)
-        study = cache[name]
-        return study_progress(study, int(study.user_attrs.get("lrsearch.n_trials") or 0))
-
-    return read
 
 
 @cli.command()
@@ -258,9 +231,7 @@ def _progress_reader(url: str) -> Any:
     is_flag=True,
     help="Join an existing study even if its stored study file differs.",
 )
-@click.pass_context
 def start(
-    ctx: click.Context,
     study_file: str,
     storage: str | None,
     artifacts: str | None,
@@ -295,7 +266,6 @@ def start(
     if study_name is not None:
         check_study_name(study_name, field="--study-name")
     _run(
-        ctx,
         config,
         text,
         base_dir=Path(study_file).resolve().parent,
@@ -314,9 +284,7 @@ def start(
 @cli.command()
 @click.argument("name")
 @_run_options
-@click.pass_context
 def resume(
-    ctx: click.Context,
     name: str,
     storage: str | None,
     artifacts: str | None,
@@ -339,17 +307,17 @@ def resume(
       lrsearch resume digits-mlp --storage postgresql+psycopg://me:pw@db/optuna
     """
 
-    from lrsearch.study import stored_budget, stored_config
+    from lrsearch.study import StudyHandle
 
-    config, text = stored_config(name, storage)
+    handle = StudyHandle.open(name, storage)
+    config, text = handle.config()
     _run(
-        ctx,
         config,
         text,
         base_dir=None,  # relative data paths: from the current folder
         storage=storage,
         study_name=name,
-        n_trials=n_trials or stored_budget(name, storage),
+        n_trials=n_trials or handle.record.budget,
         timeout=timeout,
         allow_changed=False,
         workers=workers,
@@ -375,9 +343,9 @@ def reap(name: str, storage: str | None) -> None:
       lrsearch reap digits-mlp
       lrsearch reap digits-mlp --storage postgresql+psycopg://me:pw@db/optuna
     """
-    from lrsearch.study import reap_stale
+    from lrsearch.study import StudyHandle
 
-    numbers = reap_stale(name, storage)
+    numbers = StudyHandle.open(name, storage).reap()
     if numbers:
         listed = ", ".join(f"#{n}" for n in numbers)
         click.echo(f"failed {len(numbers)} stale trial(s) ({listed}); queued to run again")
@@ -398,7 +366,18 @@ def studies(storage: str | None, as_json: bool) -> None:
     """
     from lrsearch.study import list_studies
 
-    rows = list_studies(storage)
+    rows = [
+        {
+            "name": r.name,
+            "direction": r.direction,
+            "n_trials": r.n_trials,
+            "budget": r.budget,
+            "best": r.best,
+            "metric": r.metric,
+            "created": r.created.isoformat(" ", "seconds") if r.created else "",
+        }
+        for r in list_studies(storage)
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -426,9 +405,9 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
       lrsearch status digits-mlp
       lrsearch status digits-mlp --storage sqlite:///runs/lrsearch.db --json
     """
-    from lrsearch.study import study_status
+    from lrsearch.study import StudyHandle
 
-    info = study_status(name, storage)
+    info = StudyHandle.open(name, storage).status().to_dict()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -462,9 +441,14 @@ def best(name: str, storage: str | None, as_json: bool) -> None:
       lrsearch best digits-mlp
       lrsearch best digits-mlp --json > best.json
     """
-    from lrsearch.study import best_trial
+    from lrsearch.study import StudyHandle
 
-    info = best_trial(name, storage)
+    handle = StudyHandle.open(name, storage)
+    info = {
+        **handle.require_best().to_dict(),
+        "metric": handle.record.metric,
+        "study": handle.name,
+    }
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -513,7 +497,9 @@ def compare(name: str, output: str | None, as_json: bool, storage: str | None) -
     if output is not None:
         check = check_output_file if html else check_output_folder
         check(output, option="-o")
-    comparison = run_compare(name, storage)
+    from lrsearch.study import StudyHandle
+
+    comparison = run_compare(StudyHandle.open(name, storage))
     if as_json:
         click.echo(json.dumps(comparison.to_dict(), indent=2))
     else:
@@ -566,10 +552,11 @@ def export(
     """
     from lrsearch.export import export_schedule, trial_schedule
     from lrsearch.outputs import check_output_file
+    from lrsearch.study import StudyHandle
 
     if output is not None:
         check_output_file(output, option="-o")
-    schedule, frozen = trial_schedule(name, storage, trial_number)
+    schedule, frozen = trial_schedule(StudyHandle.open(name, storage), trial_number)
     text = export_schedule(schedule, fmt)
     if output is None:
         click.echo(text, nl=False)

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -36,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from lrsearch.exceptions import ConfigError
+from lrsearch.exceptions import ConfigError, did_you_mean
 from lrsearch.schedules import FAMILIES
 
 __all__ = [
@@ -309,8 +308,7 @@ class SpaceConfig(BaseModel):
             known = [p.name for p in family.search] + list(family.param_names)
             for key, spec in table.items():
                 if key not in known:
-                    close = difflib.get_close_matches(key, known, n=1)
-                    hint = f" Did you mean `{close[0]}`?" if close else ""
+                    hint = did_you_mean(key, known, quote="`")
                     raise ValueError(
                         f"`space.{name}.{_cut(key, 60)}` is not a parameter of {name}.{hint} "
                         f"Searchable: {', '.join(p.name for p in family.search) or 'none'}"
@@ -388,8 +386,7 @@ def comparable(normalized: dict[str, Any]) -> dict[str, Any]:
 
 def _check_family_name(name: str) -> None:
     if name not in FAMILIES:
-        close = difflib.get_close_matches(name, FAMILIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, FAMILIES)
         raise ValueError(
             f"unknown schedule family {_shown(name)}.{hint} Known: {', '.join(FAMILIES)}"
         )
@@ -530,8 +527,7 @@ def _format_error(err: Any) -> str:
     if kind == "extra_forbidden":
         *parent, last = [str(p) for p in err["loc"]]
         fields = _fields_at(parent)
-        close = difflib.get_close_matches(last, fields, n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
+        hint = did_you_mean(last, fields, quote="`")
         where = ".".join(parent) or "the file"
         return f"unknown field `{loc}`.{hint} Fields of {where}: {', '.join(fields)}"
     if kind == "missing":

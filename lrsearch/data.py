@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import functools
 import hashlib
 import importlib
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from lrsearch.exceptions import ConfigError, DataError, LRSearchError
+from lrsearch.exceptions import ConfigError, DataError, LRSearchError, did_you_mean
 
 __all__ = [
     "BUILTIN_SOURCES",
@@ -272,7 +271,7 @@ def source_problem(source: Any) -> str | None:
     if not sep:
         if source in BUILTIN_SOURCES:
             return None
-        hint = _hint(source, [*BUILTIN_SOURCES, *(f"keras:{k}" for k in KERAS_SOURCES)])
+        hint = did_you_mean(source, [*BUILTIN_SOURCES, *(f"keras:{k}" for k in KERAS_SOURCES)])
         if not hint and source.lower().endswith((".npz", ".csv")):
             hint = f" Did you mean '{source.lower()[-3:]}:{_cut(source)}'?"
         return f"not a data source.{hint} Valid forms: {', '.join(SOURCE_FORMS)}."
@@ -284,13 +283,13 @@ def source_problem(source: Any) -> str | None:
         if rest in KERAS_SOURCES:
             return None
         return (
-            f"unknown Keras dataset {_shown(rest)}.{_hint(rest.lower(), KERAS_SOURCES)} Use one "
-            "of: " + ", ".join(f"keras:{name}" for name in KERAS_SOURCES) + "."
+            f"unknown Keras dataset {_shown(rest)}.{did_you_mean(rest.lower(), KERAS_SOURCES)} "
+            "Use one of: " + ", ".join(f"keras:{name}" for name in KERAS_SOURCES) + "."
         )
     if scheme == "python":
         return _target_problem(rest)
-    close = difflib.get_close_matches(scheme, _SCHEMES, n=1)
-    hint = f" Did you mean '{close[0]}:{_cut(source[len(scheme) + 1 :])}'?" if close else ""
+    after = _cut(source[len(scheme) + 1 :])
+    hint = did_you_mean(scheme, _SCHEMES, quote=lambda close: f"'{close}:{after}'")
     return f"unknown scheme {_shown(scheme + ':')}.{hint} Valid forms: {', '.join(SOURCE_FORMS)}."
 
 
@@ -325,7 +324,7 @@ def _module_hint(module_name: str, folder: Path) -> str:
         names = [p.stem for p in folder.glob("*.py")]
     except OSError:
         return ""
-    return _hint(module_name, names)
+    return did_you_mean(module_name, names)
 
 
 def clear_cache() -> None:
@@ -481,7 +480,7 @@ def _read_csv(source: str, path: Path, label_column: str) -> _Raw:
     if label_column not in header:
         raise DataError(
             f"'{path}' has no label column {label_column!r} (data.label_column); its columns are "
-            f"{', '.join(header)}.{_hint(label_column, header)}"
+            f"{', '.join(header)}.{did_you_mean(label_column, header)}"
         )
     if len(rows) == 1:
         raise DataError(f"'{path}' (data.source = {source!r}) has a header but no data rows.")
@@ -699,11 +698,6 @@ def _split(
 # --- sources and paths ------------------------------------------------------------------------
 
 
-def _hint(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _resolve_file(source: str, rest: str, base_dir: Path | None) -> Path:
     rest = rest.strip()
     path = Path(rest).expanduser()
@@ -786,7 +780,7 @@ def _import_callable(
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise ConfigError(
             f"Module {module_name!r} has no function {attr!r} ({field} = {_shown(spec)})."
-            f"{_hint(attr, names)}"
+            f"{did_you_mean(attr, names)}"
         )
     if not callable(function):
         raise ConfigError(

@@ -9,9 +9,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lrsearch.exceptions import ConfigError, LRSearchError
+from lrsearch.exceptions import ConfigError
+from lrsearch.records import TrialRecord
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
+
+    from lrsearch.study import StudyHandle
 
 __all__ = ["FORMATS", "export_schedule", "trial_schedule"]
 
@@ -19,32 +25,20 @@ FORMATS = ("json", "keras", "python")
 
 
 def trial_schedule(
-    name: str, storage_url: str | None = None, trial: int | None = None
-) -> tuple[dict[str, Any], Any]:
+    handle: StudyHandle, trial: int | None = None
+) -> tuple[dict[str, Any], FrozenTrial]:
     """The stored schedule of trial ``trial`` (default: the best) and that frozen trial.
 
     Raises:
         ConfigError: no such trial, or a trial without a recorded schedule.
         LRSearchError: no completed trial yet (when ``trial`` is not given).
     """
-    from lrsearch.study import load_study
-
-    study = load_study(name, storage_url)
-    if trial is None:
-        try:
-            frozen = study.best_trial
-        except ValueError:
-            raise LRSearchError(f"Study {name!r} has no completed trial yet.") from None
-    else:
-        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
-        if not found:
-            raise ConfigError(
-                f"Study {name!r} has no trial #{trial} (trials #0..#{len(study.trials) - 1})."
-            )
-        frozen = found[0]
-    schedule = frozen.user_attrs.get("schedule")
+    frozen = handle.trial(handle.require_best().number if trial is None else trial)
+    schedule = TrialRecord.of(frozen).schedule
     if not schedule:
-        raise ConfigError(f"Trial #{frozen.number} of study {name!r} has no recorded schedule.")
+        raise ConfigError(
+            f"Trial #{frozen.number} of study {handle.name!r} has no recorded schedule."
+        )
     return schedule, frozen
 
 

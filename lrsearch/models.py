@@ -18,14 +18,13 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lrsearch.exceptions import ConfigError
+from lrsearch.exceptions import ConfigError, did_you_mean
 
 if TYPE_CHECKING:  # for annotations only: Keras is imported on first use
     import keras
@@ -170,8 +169,7 @@ def check_model_params(spec: str, params: Mapping[str, Any]) -> dict[str, Any]:
         [8]
     """
     if spec not in MODEL_TYPES:
-        close = difflib.get_close_matches(spec, MODEL_TYPES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(spec, MODEL_TYPES)
         raise ConfigError(
             f"model.type = {_shown(spec)} is not a model type.{hint} Use one of: "
             f"{', '.join(MODEL_TYPES)}, or 'python:module:function' for your own model."
@@ -179,8 +177,7 @@ def check_model_params(spec: str, params: Mapping[str, Any]) -> dict[str, Any]:
     model_type = MODEL_TYPES[spec]
     for key in params:
         if key not in model_type.defaults:
-            close = difflib.get_close_matches(str(key), model_type.defaults, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), model_type.defaults)
             raise ConfigError(
                 f"model.{_cut(str(key))} is not a parameter of {spec!r}.{hint} Parameters of "
                 f"{spec!r}: {', '.join(model_type.defaults)}."
@@ -272,8 +269,7 @@ def _activation(keras: Any, value: Any) -> str:
 
 
 def _activation_error(value: Any) -> NoReturn:
-    close = difflib.get_close_matches(_cut(str(value)), _ACTIVATIONS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(_cut(str(value)), _ACTIVATIONS)
     raise ConfigError(
         f"model.activation = {_shown(value)} is not a Keras activation.{hint} Common ones: "
         f"{', '.join(_ACTIVATIONS)}."
@@ -362,8 +358,9 @@ def _build_python(
             unknown = [key for key in params if key not in signature.parameters]
             hint = ""
             if unknown:
-                close = difflib.get_close_matches(unknown[0], accepted, n=1)
-                hint = f" Did you mean {close[0]!r} for model.{unknown[0]}?" if close else ""
+                hint = did_you_mean(
+                    unknown[0], accepted, quote=lambda close: f"{close!r} for model.{unknown[0]}"
+                )
             raise ConfigError(
                 f"model.type = {_shown(spec)} cannot be called with input_shape, n_classes and "
                 f"model parameters {sorted(params)}: {exc}.{hint} It must accept "

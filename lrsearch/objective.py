@@ -23,38 +23,31 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrsearch._imports import import_keras
+from lrsearch._optuna import heartbeat_retry_of
 from lrsearch.config import StudyConfig
 from lrsearch.data import Dataset, load_dataset, user_frame
 from lrsearch.divergence import DivergenceWatch
 from lrsearch.exceptions import ConfigError
 from lrsearch.models import build_model
+from lrsearch.records import TrialRecord
 from lrsearch.space import Budget, SchedulePoint, SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = [
     "Objective",
     "TrainResult",
     "load_data",
-    "family_of",
     "make_budget",
     "make_optimizer",
     "train",
-    "ATTR_SCHEDULE",
 ]
-
-ATTR_SCHEDULE = "schedule"
-ATTR_RELATIVE = "relative"
-ATTR_HISTORY = "history"
-ATTR_OUTCOME = "outcome"
-ATTR_BASELINE = "lrsearch.baseline"
-ATTR_RETRY_OF = "lrsearch.retry_of"
-ATTR_INTERRUPTED = "lrsearch.interrupted"
-ATTR_ERROR = "lrsearch.error"
-ATTR_SEED = "seed"
 
 
 def describe_error(exc: BaseException, user_folder: Path | None = None) -> str:
@@ -69,14 +62,6 @@ def describe_error(exc: BaseException, user_folder: Path | None = None) -> str:
     frame = user_frame(traceback.extract_tb(exc.__traceback__), user_folder)
     where = f"{frame.filename}:{frame.lineno}" if frame is not None else None
     return f"{text} (at {where})" if where else text
-
-
-def family_of(trial: Any) -> str | None:
-    """A trial's schedule family: its stored schedule's, else its ``family`` parameter."""
-    family = (trial.user_attrs.get(ATTR_SCHEDULE) or {}).get("family") or trial.params.get(
-        "family"
-    )
-    return str(family) if family else None
 
 
 @dataclass
@@ -373,7 +358,7 @@ class Objective:
         # Called with (trial, json-safe history) once the training ended (complete, pruned or
         # diverged) while the trial can still take attributes: artifact uploads hook in here.
         self.on_trial_end = on_trial_end
-        self.current_trial: Any = None
+        self.current_trial: optuna.Trial | None = None
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -428,48 +413,49 @@ class Objective:
         finally:
             keras.backend.clear_session()
 
-    def point_for(self, trial: Any) -> SchedulePoint:
+    def point_for(self, trial: optuna.Trial) -> SchedulePoint:
         """The trial's schedule: a stored baseline, or a fresh sample from the space."""
-        baseline = trial.user_attrs.get(ATTR_BASELINE)
+        baseline = TrialRecord.of(trial).baseline
         if baseline is None:
             return self.space.suggest(trial)
         point = self.space.point(baseline["family"], baseline["relative"], baseline["absolute"])
         self.space.replay(trial, point)
         return point
 
-    def __call__(self, trial: Any) -> float:
+    def __call__(self, trial: optuna.Trial) -> float:
         self.current_trial = trial
         try:
             return self._run(trial)
         except KeyboardInterrupt:
-            trial.set_user_attr(ATTR_INTERRUPTED, True)
+            TrialRecord(interrupted=True).write(trial)
             raise
 
-    def _seed(self, trial: Any) -> int:
+    def _seed(self, trial: optuna.Trial) -> int:
         """``study.seed + n``; a retried trial keeps the seed of the trial it repeats.
 
         A retry carries its original's seed attribute (Optuna's heartbeat retry copies user
         attributes, a Ctrl-C requeue sets it), so a chain of retries is one experiment.
         """
-        carried = trial.user_attrs.get(ATTR_SEED)
-        if isinstance(carried, int):
-            return carried
-        original = trial.user_attrs.get(ATTR_RETRY_OF)
+        record = TrialRecord.of(trial)
+        if isinstance(record.seed, int):
+            return record.seed
+        original = record.retry_of
         if original is None:
-            frozen = trial.study._storage.get_trial(trial._trial_id)
-            original = frozen.system_attrs.get("failed_trial")  # heartbeat retries
+            original = heartbeat_retry_of(trial)
         number = trial.number if original is None else int(original)
         return (self.config.study.seed + number) % 2**32
 
-    def _run(self, trial: Any) -> float:
+    def _run(self, trial: optuna.Trial) -> float:
         import optuna
 
         point = self.point_for(trial)
         seed = self._seed(trial)
-        trial.set_user_attr(ATTR_SCHEDULE, point.record())
-        trial.set_user_attr(ATTR_RELATIVE, point.relative)
-        trial.set_user_attr(ATTR_SEED, seed)
-        trial.set_user_attr("backend", import_keras().backend.backend())
+        TrialRecord(
+            schedule=point.record(),
+            relative=point.relative,
+            seed=seed,
+            backend=str(import_keras().backend.backend()),
+        ).write(trial)
         if self.on_trial_start is not None:
             self.on_trial_start(trial, point)
 
@@ -482,13 +468,14 @@ class Objective:
             self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
         )
         history = _json_safe(result.history)
-        trial.set_user_attr(ATTR_HISTORY, history)
-        trial.set_user_attr(ATTR_OUTCOME, result.outcome)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("train_seconds", round(result.train_seconds, 3))
-        trial.set_user_attr("startup_seconds", round(result.startup_seconds, 3))
-        if result.outcome == "diverged":
-            trial.set_user_attr("diverged_at_step", result.diverged_at_step)
+        TrialRecord(
+            history=history,
+            outcome=result.outcome,
+            epochs_run=result.epochs_run,
+            train_seconds=round(result.train_seconds, 3),
+            startup_seconds=round(result.startup_seconds, 3),
+            diverged_at_step=result.diverged_at_step if result.outcome == "diverged" else None,
+        ).write(trial)
         if self.on_trial_end is not None:
             self.on_trial_end(trial, history)
         if result.outcome == "diverged":

@@ -10,7 +10,8 @@ alone. :func:`write_html` renders a self-contained HTML page (figures embedded a
 
 Example:
     >>> from lrsearch.report import compare, format_text
-    >>> print(format_text(compare("digits-mlp")))  # doctest: +SKIP
+    >>> from lrsearch.study import StudyHandle
+    >>> print(format_text(compare(StudyHandle.open("digits-mlp"))))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ import csv
 import html
 import math
 import shlex
-import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lrsearch._optuna import quiet_logs
 from lrsearch.exceptions import LRSearchError
+from lrsearch.queries import FamilyStats
+from lrsearch.records import TrialRecord
+
+if TYPE_CHECKING:
+    from lrsearch.study import StudyHandle
 
 __all__ = [
     "MIN_TRIALS_FOR_IMPORTANCE",
@@ -47,21 +53,11 @@ IMPORTANCE = "Parameter importance within each family"
 
 
 @dataclass
-class FamilyRow:
-    """One schedule family's trials in a study."""
+class FamilyRow(FamilyStats):
+    """One schedule family's trials in a study: its statistics (:class:`FamilyStats`), the best
+    trial's schedule, and parameter importance within the family."""
 
-    family: str
-    trials: int = 0
-    complete: int = 0
-    pruned: int = 0
-    diverged: int = 0
-    failed: int = 0
-    running: int = 0
-    best: float | None = None
-    median: float | None = None
-    best_trial: int | None = None
     best_schedule: dict[str, Any] = field(default_factory=dict)
-    values: list[float] = field(default_factory=list)
     importance: dict[str, float] = field(default_factory=dict)
     importance_note: str | None = None
 
@@ -133,8 +129,8 @@ def family_importance(
         return {}, "no parameter varies across its complete trials"
     if len({t.value for t in done}) == 1:
         return {}, f"all {len(done)} complete trials have the same value"
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sub = optuna.create_study(direction="maximize" if direction == "maximize" else "minimize")
+    with quiet_logs():
+        sub = optuna.create_study(direction="maximize" if direction == "maximize" else "minimize")
     sub.add_trials(done)
     try:
         raw = get_param_importances(
@@ -146,85 +142,54 @@ def family_importance(
     return {k.removeprefix(prefix): float(v) for k, v in raw.items()}, None
 
 
-def compare(name: str, storage_url: str | None = None) -> Comparison:
-    """Summarizes study ``name`` per schedule family (see the module docstring).
+def compare(handle: StudyHandle) -> Comparison:
+    """Summarizes a study per schedule family (see the module docstring).
 
     Raises:
         LRSearchError: The study has no trial with a schedule family.
     """
-    from lrsearch.objective import ATTR_OUTCOME, ATTR_SCHEDULE, family_of
-    from lrsearch.study import ATTR_CONFIG, load_study
-
-    study = load_study(name, storage_url)
-    trials = study.get_trials(deepcopy=False)
-    stored = study.user_attrs.get(ATTR_CONFIG) or {}
-    metric = stored.get("study", {}).get("metric") or "value"
-    epochs = stored.get("training", {}).get("epochs")
-    direction = study.direction.name.lower()
-    maximize = direction == "maximize"
-
-    rows: dict[str, FamilyRow] = {}
-    history: list[tuple[int, str, float, bool]] = []
-    for t in trials:
-        family = family_of(t)
-        if family is None:
-            continue
-        row = rows.setdefault(family, FamilyRow(family))
-        row.trials += 1
-        state = t.state.name
-        if t.user_attrs.get(ATTR_OUTCOME) == "diverged":
-            row.diverged += 1
-        elif state == "COMPLETE":
-            row.complete += 1
-        elif state == "PRUNED":
-            row.pruned += 1
-        elif state in ("RUNNING", "WAITING"):
-            row.running += 1
-        else:
-            row.failed += 1
-        if state == "COMPLETE" and _finite(t.value):
-            row.values.append(float(t.value))
-            history.append((t.number, family, float(t.value), True))
-            better = row.best is None or (t.value > row.best if maximize else t.value < row.best)
-            if better:
-                row.best, row.best_trial = float(t.value), t.number
-                row.best_schedule = t.user_attrs.get(ATTR_SCHEDULE) or {}
-        elif state == "PRUNED" and t.intermediate_values:
-            last = t.intermediate_values[max(t.intermediate_values)]
-            if _finite(last):
-                history.append((t.number, family, float(last), False))
-    if not rows:
-        raise LRSearchError(
-            f"Study {name!r} has no trial with a schedule family yet: run `lrsearch start` first."
-        )
-    for family, row in rows.items():
-        row.median = statistics.median(row.values) if row.values else None
-        row.importance, row.importance_note = family_importance(
-            trials, family, direction=direction
-        )
-
-    def rank(row: FamilyRow) -> tuple[int, float, float]:
-        """Best value first, then the median (ties are common with accuracy)."""
-        if row.best is None or row.median is None:
-            return (1, 0.0, 0.0)
-        sign = -1.0 if maximize else 1.0
-        return (0, sign * row.best, sign * row.median)
-
     from lrsearch.artifacts import top_schedules
 
-    ordered = sorted(rows.values(), key=rank)
-    winner = ordered[0] if ordered[0].best is not None else None
+    rows = handle.rows()
+    stats = handle.family_stats(rows)
+    if not stats:
+        raise LRSearchError(
+            f"Study {handle.name!r} has no trial with a schedule family yet: "
+            "run `lrsearch start` first."
+        )
+    config = handle.record.config or {}
+    epochs = (config.get("training") or {}).get("epochs")
+    history = []
+    for r in rows:
+        shown = r.value if r.state == "COMPLETE" else r.last_intermediate
+        ok = r.state in ("COMPLETE", "PRUNED") and not r.diverged
+        if r.family is not None and ok and shown is not None and math.isfinite(shown):
+            history.append((r.number, r.family, float(shown), r.state == "COMPLETE"))
+    history.sort()
+    complete = handle.complete_trials()
+    families = []
+    for s in stats:
+        row = FamilyRow(**vars(s))
+        row.importance, row.importance_note = family_importance(
+            complete, s.family, direction=handle.direction
+        )
+        families.append(row)
+    top = top_schedules(handle)
+    for row in families:
+        if row.best_trial is not None:
+            row.best_schedule = TrialRecord.of(handle.trial(row.best_trial)).schedule or {}
+    winner = families[0] if families[0].best is not None else None
     return Comparison(
-        study=study.study_name,
-        metric=metric,
-        direction=direction,
+        study=handle.name,
+        metric=handle.record.metric or "value",
+        direction=handle.direction,
         epochs=int(epochs) if epochs else None,
-        families=ordered,
-        history=sorted(history),
+        families=families,
+        history=history,
         best_trial=winner.best_trial if winner else None,
         best_value=winner.best if winner else None,
         best_family=winner.family if winner else None,
-        top=top_schedules(trials, maximize=maximize),
+        top=top,
     )
 
 

@@ -64,21 +64,19 @@ def retrain(
     from lrsearch._imports import select_backend
     from lrsearch.export import trial_schedule
     from lrsearch.objective import load_data, train
+    from lrsearch.records import TrialRecord
     from lrsearch.schedules._plateau import detach_scale
     from lrsearch.space import SchedulePoint
-    from lrsearch.study import stored_config
+    from lrsearch.study import StudyHandle
 
-    config, _ = stored_config(name, storage_url)
+    handle = StudyHandle.open(name, storage_url)
+    config, _ = handle.config()
     select_backend(os.environ.get("KERAS_BACKEND") or config.training.backend)
-    schedule, frozen = trial_schedule(name, storage_url, trial)
-    seed = int(frozen.user_attrs.get("seed", config.study.seed + frozen.number))
+    schedule, frozen = trial_schedule(handle, trial)
+    record = TrialRecord.of(frozen)
+    seed = record.seed if record.seed is not None else config.study.seed + frozen.number
     dataset = load_data(config, base_dir)  # None: relative paths from the current folder
-    point = SchedulePoint(
-        family=schedule["family"],
-        relative=dict(frozen.user_attrs.get("relative") or {}),
-        absolute=dict(schedule["params"]),
-        total_steps=int(schedule["total_steps"]),
-    )
+    point = SchedulePoint.from_record(record)
     result = train(
         config, dataset, point, seed=seed, epochs=epochs, keep_model=True, base_dir=base_dir
     )

@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrsearch.config import BaselineConfig, SpaceConfig
 from lrsearch.exceptions import ConfigError, ScheduleError
+from lrsearch.records import TrialRecord
 from lrsearch.schedules import FAMILIES, Family
 from lrsearch.schedules._registry import Budget, SearchParam
+
+if TYPE_CHECKING:
+    import optuna
 
 __all__ = ["Budget", "Dimension", "SchedulePoint", "SearchSpace", "default_lr_range"]
 
@@ -92,6 +96,23 @@ class SchedulePoint:
     def record(self) -> dict[str, Any]:
         """What is stored on the trial: exactly what ``build_schedule`` takes."""
         return {"family": self.family, "total_steps": self.total_steps, "params": self.absolute}
+
+    @classmethod
+    def from_record(cls, record: TrialRecord) -> SchedulePoint:
+        """The point a trial ran (its stored schedule and relative values).
+
+        Raises:
+            ConfigError: the trial has no stored schedule.
+        """
+        if not record.schedule:
+            raise ConfigError("the trial has no recorded schedule")
+        schedule = record.schedule
+        return cls(
+            family=str(schedule["family"]),
+            relative=dict(record.relative or {}),
+            absolute=dict(schedule["params"]),
+            total_steps=int(schedule["total_steps"]),
+        )
 
 
 def _is_number(value: Any) -> bool:
@@ -234,7 +255,7 @@ class SearchSpace:
         fixed = {**self.fixed_absolute.get(family, {}), **(absolute or {})}
         return FAMILIES[family].to_absolute(relative, self.budget, fixed=fixed)
 
-    def suggest(self, trial: Any) -> SchedulePoint:
+    def suggest(self, trial: optuna.Trial) -> SchedulePoint:
         """Samples a family and its parameters from ``trial`` (conditional parameters)."""
         family = trial.suggest_categorical("family", list(self.families))
         relative: dict[str, Any] = {"learning_rate": self.learning_rate.suggest(trial)}
@@ -279,7 +300,7 @@ class SearchSpace:
             label = baseline.name or baseline.family
             raise ConfigError(f"baseline {label!r}: {relative} gives no schedule: {exc}") from None
 
-    def replay(self, trial: Any, point: SchedulePoint) -> None:
+    def replay(self, trial: optuna.Trial, point: SchedulePoint) -> None:
         """Suggests ``point``'s values on an enqueued trial, so they become its parameters."""
         trial.suggest_categorical("family", list(self.families))
         self.learning_rate.suggest(trial)

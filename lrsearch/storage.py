@@ -537,6 +537,159 @@ def _create_schema_once(url: str, kwargs: dict[str, Any]) -> Any:
     raise AssertionError("unreachable")
 
 
+_READ_KWARGS = frozenset({"heartbeat_interval", "grace_period", "heartbeat_stale_trial_callback"})
+
+
+def _read_version(engine: Any) -> str | None:
+    """The Alembic revision of Optuna's schema, read with one ``SELECT``: what Alembic's
+    ``MigrationContext.get_current_revision()`` reads, without importing Alembic (~0.15 s, all
+    its dialect modules). ``None`` when the table holds no revision or several."""
+    import sqlalchemy
+
+    with engine.connect() as conn:
+        found = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version")).all()
+    return str(found[0][0]) if len(found) == 1 else None
+
+
+class _ReadVersions:
+    """Stands in for Optuna's ``_VersionManager`` on a storage opened for reading.
+
+    ``get_current_version()`` is :func:`_read_version`; anything else (``get_head_version``,
+    ``upgrade``, ... as ``optuna storage upgrade`` or optuna-dashboard call them) is delegated
+    to Optuna's own ``_VersionManager``, made on first use (it imports Alembic and, on a
+    database without a revision, stamps one, as Optuna's opening would have).
+
+    Example:
+        >>> storage = open_storage("sqlite:///lrsearch.db", create=False)  # doctest: +SKIP
+        >>> storage.get_current_version()  # one SELECT, no Alembic  # doctest: +SKIP
+        'v3.2.0.a'
+    """
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+        self._manager: Any = None
+
+    def _optuna(self) -> Any:
+        if self._manager is None:
+            from optuna.storages._rdb.storage import _VersionManager
+
+            s = self._storage
+            self._manager = _VersionManager(s.url, s.engine, s.scoped_session)
+        return self._manager
+
+    def get_current_version(self) -> str:
+        version = _read_version(self._storage.engine)
+        return version if version is not None else str(self._optuna().get_current_version())
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not Optuna's API (and no recursion before __init__ ran)
+            raise AttributeError(name)
+        return getattr(self._optuna(), name)
+
+
+def _open_read_only(url: str, kwargs: dict[str, Any]) -> Any:
+    """A ``ResilientRDBStorage`` of ``url`` set up as ``RDBStorage.__init__`` sets one up with
+    ``skip_table_creation=True, skip_compatibility_check=True``, but without constructing
+    Optuna's ``_VersionManager``: its constructor imports Alembic to read the revision, which
+    is most of opening a storage in a fresh process (``lrsearch status``). The instance is
+    filled in as unpickling fills one; ``tests/test_queries.py`` checks that it has exactly
+    the attributes Optuna's constructor sets, so an Optuna that adds one fails there.
+    """
+    import sqlalchemy.orm
+
+    cls: Any = _resilient_class()
+    storage = cls.__new__(cls)
+    engine_kwargs = _engine_kwargs(url)
+    cls._set_default_engine_kwargs_for_mysql(url, engine_kwargs)
+    storage.engine_kwargs = engine_kwargs
+    storage.url = cls._fill_storage_url_template(url)
+    storage.skip_compatibility_check = True
+    storage.heartbeat_interval = kwargs.get("heartbeat_interval")
+    storage.grace_period = kwargs.get("grace_period")
+    storage.heartbeat_stale_trial_callback = kwargs.get("heartbeat_stale_trial_callback")
+    storage.failed_trial_callback = storage.heartbeat_stale_trial_callback
+    storage.engine = sqlalchemy.create_engine(storage.url, **engine_kwargs)
+    storage.scoped_session = sqlalchemy.orm.scoped_session(
+        sqlalchemy.orm.sessionmaker(bind=storage.engine)
+    )
+    storage._version_manager = _ReadVersions(storage)
+    return storage
+
+
+def _plain_read_kwargs(kwargs: dict[str, Any]) -> bool:
+    """Whether :func:`_open_read_only` takes ``kwargs`` as Optuna's constructor would: the
+    heartbeat settings, valid; anything else goes to Optuna's constructor (and its errors)."""
+    if not set(kwargs) <= _READ_KWARGS:
+        return False
+    positive = ("heartbeat_interval", "grace_period")
+    return all(kwargs.get(k) is None or kwargs[k] > 0 for k in positive)
+
+
+def _open_existing(url: str, kwargs: dict[str, Any]) -> Any | None:
+    """The storage of a database Optuna has set up, opened for reading, or ``None`` if it has no
+    tables or no schema revision yet (Optuna's own opening then sets them up).
+
+    Optuna's own opening creates any missing tables, imports Alembic to read the schema
+    revision and compares it with the newest one, which parses every migration script: most of
+    a read command's time. A revision lrsearch's queries know
+    (:data:`lrsearch.queries.KNOWN_SCHEMA_VERSIONS`) needs none of it (:func:`_open_read_only`,
+    one ``SELECT`` of the revision); any other goes through Optuna's check, with its advice.
+    """
+    import sqlalchemy.exc
+
+    from lrsearch.queries import KNOWN_SCHEMA_VERSIONS
+
+    storage = None
+    try:
+        if _plain_read_kwargs(kwargs):
+            storage = _open_read_only(url, kwargs)
+        else:
+            storage = _resilient_class()(
+                url,
+                engine_kwargs=_engine_kwargs(url),
+                skip_compatibility_check=True,
+                skip_table_creation=True,
+                **kwargs,
+            )
+        current = _read_version(storage.engine)
+    except (sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
+        if storage is not None:
+            storage.engine.dispose()
+        if _is_missing_table(url):
+            return None  # an empty database: Optuna sets it up
+        raise
+    if current is None:
+        storage.engine.dispose()
+        return None
+    if current not in KNOWN_SCHEMA_VERSIONS and current != storage.get_head_version():
+        storage.engine.dispose()
+        raise StorageError(
+            f"The Optuna tables in {mask_url(url)} have schema version {current!r}, which this "
+            f"Optuna ({_optuna_version()}) does not read: upgrade them with `optuna storage "
+            f"upgrade --storage URL`, or install the Optuna that wrote them."
+        )
+    return storage
+
+
+def _optuna_version() -> str:
+    import optuna
+
+    return str(optuna.__version__)
+
+
+def _is_missing_table(url: str) -> bool:
+    """True when the database has no Optuna tables yet (nothing to read, nothing wrong)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        names = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    return not {"version_info", "alembic_version"} <= names
+
+
 def open_storage(url: str | None = None, *, create: bool = True, **kwargs: Any) -> Any:
     """Opens (and creates the schema of) the Optuna RDB storage at ``url``.
 
@@ -561,7 +714,9 @@ def open_storage(url: str | None = None, *, create: bool = True, **kwargs: Any) 
 
     resolved = check_storage_url(url, create=create)
     try:
-        storage = _create_schema_once(resolved, kwargs)
+        storage = None if create else _open_existing(resolved, kwargs)
+        if storage is None:
+            storage = _create_schema_once(resolved, kwargs)
         if resolved.startswith("sqlite"):
             # WAL lets readers (dashboard, status) and several local workers work side by side;
             # the setting is stored in the database file.

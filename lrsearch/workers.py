@@ -28,9 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["RunReport", "WorkerJob", "run_workers", "thread_env"]
+if TYPE_CHECKING:
+    from lrsearch.study import RunSummary
+
+__all__ = ["RunReport", "WorkerJob", "run_in_workers", "run_workers", "thread_env"]
 
 RECYCLE_EXIT = 75
 """A worker's exit code when it stops to be replaced (memory grew); the budget is not met."""
@@ -327,6 +330,38 @@ def _update_bar(bar: Any, progress: Callable[[str], tuple[int, int, str]], name:
     bar.set_postfix_str(best)
 
 
+def run_in_workers(
+    job: WorkerJob, workers: int, *, echo: Callable[[str, bool], None] = _echo
+) -> RunSummary:
+    """Runs ``job`` in ``workers`` worker processes (``lrsearch start``) and returns where the
+    study stands after them (see :func:`lrsearch.runner.run_study`, which builds the job).
+
+    Raises:
+        ReportedError: a worker failed; its error line was printed through ``echo``.
+    """
+    from lrsearch.exceptions import ReportedError
+    from lrsearch.study import StudyHandle
+
+    started = time.perf_counter()
+    url = job.storage_url
+    handles: dict[str, StudyHandle] = {}
+
+    def read_progress(name: str) -> tuple[int, int, str]:
+        if name not in handles:
+            handles[name] = StudyHandle.open(name, url)
+        handle = handles[name]
+        done, _ = handle.progress()
+        best = handle.best()
+        text = f"best={best.value:.4f} (#{best.number})" if best else ""
+        return done, handle.record.budget or 0, text
+
+    report = run_workers(job, workers, progress=read_progress, echo=echo, show_bar=job.progress)
+    if report.exit_code or report.study_name is None:
+        raise ReportedError("a worker failed (its error is printed above)", report.exit_code or 1)
+    handle = StudyHandle.open(report.study_name, url)
+    return handle.summary(ran=report.ran, seconds=time.perf_counter() - started)
+
+
 # --- the worker process -------------------------------------------------------------------------
 
 
@@ -367,6 +402,9 @@ def _worker_main(status_fd: int) -> int:
     job = WorkerJob(**json.loads(sys.stdin.readline()))
     _die_with_supervisor(sys.stdin)
     quiet_experimental_warnings()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # its INFO lines repeat ours
     prepared = False
 
     def on_prepared(**info: Any) -> None:
@@ -382,7 +420,7 @@ def _worker_main(status_fd: int) -> int:
         return code
 
     try:
-        from lrsearch.study import run_job
+        from lrsearch.runner import run_job
 
         summary = run_job(job, on_prepared=on_prepared)
     except Interrupted as exc:

@@ -19,36 +19,8 @@ from lrsearch.artifacts import (
     resolve_artifacts,
 )
 from lrsearch.cli import cli
-
-PNG = b"\x89PNG\r\n\x1a\n"
-
-TINY_TOML = """\
-[study]
-name = "{name}"
-n_trials = 2
-seed = 0
-pruner = "none"
-
-[data]
-source = "digits"
-limit = 200
-
-[model]
-type = "mlp"
-hidden = [8]
-
-[training]
-epochs = 2
-
-[space]
-families = {families}
-"""
-
-
-def tiny_study_file(folder: Path, name: str, families: str = '["cosine", "plateau"]') -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(TINY_TOML.format(name=name, families=families), encoding="utf-8")
-    return path
+from lrsearch.records import TrialRecord
+from tests.helpers import PNG, tiny_study_file
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +71,7 @@ def test_every_finished_trial_has_its_three_artifacts(study: dict[str, Any]) -> 
                 assert len(data) > 10_000  # a drawn figure
             else:
                 rows = list(csv.DictReader(io.StringIO(data.decode())))
-                history = trial.user_attrs["history"]
+                history = TrialRecord.of(trial).history
                 assert [int(r["epoch"]) for r in rows] == history["epoch"]
                 assert [float(r["lr"]) for r in rows] == pytest.approx(history["lr"])
 
@@ -112,7 +84,7 @@ def test_the_study_note_has_the_best_per_family_table(study: dict[str, Any]) -> 
     best = loaded.best_trial
     assert f"Best trial: #{best.number}" in note
     assert "| family | best val_accuracy | trial | trials |" in note
-    family = best.user_attrs["schedule"]["family"]
+    family = TrialRecord.of(best).schedule["family"]
     assert f"| {family} | {best.value:.4f} | #{best.number} |" in note
     assert "lrsearch export tiny" in note
 

@@ -13,6 +13,7 @@ import pytest
 
 from lrsearch._imports import import_keras, select_backend
 from lrsearch.exceptions import ConfigError
+from lrsearch.records import StudyRecord, TrialRecord
 
 TINY = """\
 [study]
@@ -78,16 +79,16 @@ def test_missing_jax_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_hint_when_the_backend_is_the_slower_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import lrsearch.study
-    from lrsearch.study import backend_hint
+    import lrsearch.runner
+    from lrsearch.runner import backend_hint
 
     current = import_keras().backend.backend()
     other = "jax" if current == "tensorflow" else "tensorflow"
-    monkeypatch.setattr(lrsearch.study, "_FASTER_BACKEND", {"mlp": (other, "2.0")})
+    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", {"mlp": (other, "2.0")})
     hint = backend_hint("mlp")
     assert hint is not None and f"{other} trained mlp models ~2.0x faster than {current}" in hint
     assert backend_hint("cnn") is None
-    monkeypatch.setattr(lrsearch.study, "_FASTER_BACKEND", {"mlp": (current, "2.0")})
+    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", {"mlp": (current, "2.0")})
     assert backend_hint("mlp") is None
 
 
@@ -123,9 +124,9 @@ def test_jax_study_end_to_end_with_two_workers(tmp_path: Path) -> None:
     s = optuna.load_study(study_name="jaxe2e", storage=url)
     finished = [t for t in s.trials if t.state.is_finished() and t.state.name != "FAIL"]
     assert 3 <= len(finished) <= 4
-    assert {t.user_attrs["backend"] for t in finished} == {"jax"}
-    assert s.user_attrs["lrsearch.versions"]["backend"] == "jax"
-    assert "jax" in s.user_attrs["lrsearch.versions"]
+    assert {TrialRecord.of(t).backend for t in finished} == {"jax"}
+    assert StudyRecord.of(s).versions["backend"] == "jax"
+    assert "jax" in StudyRecord.of(s).versions
 
 
 def test_backend_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:

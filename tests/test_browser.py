@@ -22,8 +22,7 @@ from click.testing import CliRunner
 from optuna.artifacts import get_all_artifact_meta
 
 from lrsearch.cli import cli
-from tests.test_artifacts import PNG, tiny_study_file
-from tests.test_dashboard import free_port, start
+from tests.helpers import PNG, free_port, start, tiny_study_file
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from lrsearch.cli import cli
 from lrsearch.export import export_schedule, python_snippet
+from lrsearch.records import TrialRecord
 from lrsearch.schedules import FAMILIES, build_schedule, resolve_params
-from tests.test_artifacts import tiny_study_file
+from tests.helpers import tiny_study_file
 
 TOTAL = 100
 STEPS = [0, 1, 7, 29, 30, 50, 99, 150]
@@ -108,7 +109,7 @@ def test_export_command_writes_each_format(study_url: str, tmp_path: Path) -> No
     import optuna
 
     study = optuna.load_study(study_name="tiny-export", storage=study_url)
-    best = study.best_trial.user_attrs["schedule"]
+    best = TrialRecord.of(study.best_trial).schedule
     runner = CliRunner()
     out = runner.invoke(cli, ["export", "tiny-export", "--storage", study_url])
     assert out.exit_code == 0, out.output
@@ -120,7 +121,7 @@ def test_export_command_writes_each_format(study_url: str, tmp_path: Path) -> No
         assert out.exit_code == 0, out.output
         schedule = keras.optimizers.schedules.deserialize(json.loads(target.read_text()))
         assert schedule.get_config()["learning_rate"] == pytest.approx(
-            trial.user_attrs["schedule"]["params"]["learning_rate"]
+            TrialRecord.of(trial).schedule["params"]["learning_rate"]
         )
     out = runner.invoke(
         cli, ["export", "tiny-export", "--format", "python", "--storage", study_url]

@@ -25,9 +25,11 @@ from lrsearch._imports import import_keras
 from lrsearch.config import MAX_LEARNING_RATE, StudyConfig, parse_study_config
 from lrsearch.divergence import DivergenceWatch
 from lrsearch.objective import load_data, make_budget, train
+from lrsearch.records import TrialRecord
+from lrsearch.runner import run_study
 from lrsearch.schedules import FAMILIES, build_schedule
 from lrsearch.space import SchedulePoint, SearchSpace
-from lrsearch.study import best_trial, make_pruner, run_study, stored_config, study_status
+from lrsearch.study import StudyHandle, make_pruner
 
 EPOCHS = 3
 LIMIT = 240  # training samples: ceil(240 / 64) = 4 steps per epoch
@@ -173,17 +175,17 @@ def test_diverged_trial_is_pruned_with_nan_and_the_study_goes_on(tmp_path: Path)
     study = optuna.load_study(study_name="diverge-study", storage=url)
     first, second = study.trials
     assert first.state == TrialState.PRUNED
-    assert first.user_attrs["outcome"] == "diverged"
-    step = first.user_attrs["diverged_at_step"]
+    assert TrialRecord.of(first).outcome == "diverged"
+    step = TrialRecord.of(first).diverged_at_step
     assert isinstance(step, int) and step >= 1
-    assert first.user_attrs["epochs_run"] < EPOCHS
+    assert TrialRecord.of(first).epochs_run < EPOCHS
     last_epoch = max(first.intermediate_values)
     assert math.isnan(first.intermediate_values[last_epoch])
     # The history is stored as strict JSON (no NaN) and the study carried on.
     assert second.state == TrialState.COMPLETE
-    assert second.user_attrs["outcome"] == "complete"
+    assert TrialRecord.of(second).outcome == "complete"
     assert f"DIVERGED at step {step}" in lines[0]
-    assert study_status("diverge-study", url)["counts"] == {"diverged": 1, "complete": 1}
+    assert StudyHandle.open("diverge-study", url).status().counts == {"diverged": 1, "complete": 1}
 
 
 def _running_means(losses: list[float], batch_size: int, samples: int) -> list[float]:
@@ -445,34 +447,34 @@ def test_median_pruner_prunes_hopeless_trials(pruned_study: dict[str, Any]) -> N
     study = optuna.load_study(study_name="prune", storage=url)
     assert len(study.trials) == 3
     good = study.trials[0]
-    assert good.state == TrialState.COMPLETE and good.user_attrs["epochs_run"] == epochs
+    assert good.state == TrialState.COMPLETE and TrialRecord.of(good).epochs_run == epochs
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, [(t.number, t.state, t.intermediate_values) for t in study.trials]
     for t in pruned:
-        assert t.user_attrs["outcome"] == "pruned"
-        assert t.user_attrs["epochs_run"] < epochs
-        assert len(t.user_attrs["history"]["epoch"]) == t.user_attrs["epochs_run"]
-        assert max(t.intermediate_values) == t.user_attrs["epochs_run"]
+        assert TrialRecord.of(t).outcome == "pruned"
+        assert TrialRecord.of(t).epochs_run < epochs
+        assert len(TrialRecord.of(t).history["epoch"]) == TrialRecord.of(t).epochs_run
+        assert max(t.intermediate_values) == TrialRecord.of(t).epochs_run
     assert pruned_study["summary"].counts.get("PRUNED", 0) == len(pruned)
 
 
 def test_best_trial_retrains_from_stored_attributes(pruned_study: dict[str, Any]) -> None:
     url = pruned_study["url"]
-    best = best_trial("prune", url)
-    study = optuna.load_study(study_name="prune", storage=url)
-    frozen = study.trials[best["number"]]
+    handle = StudyHandle.open("prune", url)
+    best = handle.require_best()
+    frozen = handle.trial(best.number)
     assert frozen.state == TrialState.COMPLETE
 
     # The schedule attribute is exactly what build_schedule takes.
-    record = frozen.user_attrs["schedule"]
-    assert record == best["schedule"]
+    record = TrialRecord.of(frozen).schedule
+    assert record == best.schedule
     rebuilt = build_schedule(
         record["family"], total_steps=record["total_steps"], **record["params"]
     )
-    config, text = stored_config("prune", url)
+    config, text = handle.config()
     assert text == ""  # run_study was called without a file
     space, _ = space_of(config)
-    point = space.point(record["family"], frozen.user_attrs["relative"])
+    point = space.point(record["family"], TrialRecord.of(frozen).relative)
     assert point.record() == record
     original = point.build()
     for step in (0, 1, 5, record["total_steps"] - 1):
@@ -481,18 +483,18 @@ def test_best_trial_retrains_from_stored_attributes(pruned_study: dict[str, Any]
     # Train it again from the stored config, schedule and seed.
     stored_point = SchedulePoint(
         family=record["family"],
-        relative=frozen.user_attrs["relative"],
+        relative=TrialRecord.of(frozen).relative,
         absolute=record["params"],
         total_steps=record["total_steps"],
     )
     dataset = load_data(config)
-    result = train(config, dataset, stored_point, seed=frozen.user_attrs["seed"])
+    result = train(config, dataset, stored_point, seed=TrialRecord.of(frozen).seed)
 
     # Same seed, same data, same ops: on CPU this is bit-identical in practice. The tolerance
     # allows one validation sample to flip (and float noise in the loss) in case a thread
     # pool reduces in a different order on another machine.
     assert result.outcome == "complete"
     assert result.value == pytest.approx(frozen.value, abs=1.5 / len(dataset.y_val))
-    stored_loss = frozen.user_attrs["history"]["val_loss"][-1]
+    stored_loss = TrialRecord.of(frozen).history["val_loss"][-1]
     assert result.history["val_loss"][-1] == pytest.approx(stored_loss, rel=1e-3)
-    np.testing.assert_allclose(result.history["lr"], frozen.user_attrs["history"]["lr"], 1e-6)
+    np.testing.assert_allclose(result.history["lr"], TrialRecord.of(frozen).history["lr"], 1e-6)

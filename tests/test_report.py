@@ -24,8 +24,9 @@ from lrsearch.report import (
     write_folder,
     write_html,
 )
+from lrsearch.study import StudyHandle
+from tests.helpers import PNG, tiny_study_file
 from tests.servers import server_url
-from tests.test_artifacts import PNG, tiny_study_file
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -84,7 +85,7 @@ def syn(tmp_path: Path) -> str:
 
 
 def test_counts_best_and_median_per_family(syn: str) -> None:
-    c = compare("syn", syn)
+    c = compare(StudyHandle.open("syn", syn))
     assert [r.family for r in c.families] == ["cosine", "onecycle"]  # best family first
     cosine, onecycle = c.families
     assert (cosine.trials, cosine.complete, cosine.pruned) == (12, 12, 0)
@@ -105,7 +106,8 @@ def test_the_same_comparison_from_a_database_server(kind: str, syn: str) -> None
     name = f"syn-{uuid.uuid4().hex[:8]}"
     synthetic_study(url, name)
     try:
-        served, local = compare(name, url), compare("syn", syn)
+        served = compare(StudyHandle.open(name, url))
+        local = compare(StudyHandle.open("syn", syn))
         assert served.to_dict() | {"study": "syn"} == local.to_dict()
         assert served.history == local.history
     finally:
@@ -113,7 +115,7 @@ def test_the_same_comparison_from_a_database_server(kind: str, syn: str) -> None
 
 
 def test_history_has_complete_values_and_a_pruned_trials_last_value(syn: str) -> None:
-    c = compare("syn", syn)
+    c = compare(StudyHandle.open("syn", syn))
     assert len(c.history) == 12 + 2 + 1  # the diverged trial's NaN and the failed one are out
     pruned = [p for p in c.history if not p[3]]
     assert pruned == [(14, "onecycle", 0.3, False)]
@@ -144,7 +146,7 @@ def test_too_few_trials_or_nothing_varying_give_a_reason(syn: str) -> None:
 
 
 def test_text_table(syn: str) -> None:
-    text = format_text(compare("syn", syn))
+    text = format_text(compare(StudyHandle.open("syn", syn)))
     assert "17 trials: 14 complete, 1 pruned, 1 diverged, 1 failed" in text
     assert re.search(r"^cosine\s+12\s+12\s+0\s+0\s+0\s+1\.0000\s+0\.7500\s+#5$", text, re.M)
     assert re.search(r"^  cosine\s+alpha \d\.\d\d, learning_rate \d\.\d\d$", text, re.M)
@@ -157,7 +159,7 @@ def _embedded_pngs(page: str) -> list[bytes]:
 
 
 def test_html_is_one_self_contained_page(syn: str, tmp_path: Path) -> None:
-    out = write_html(compare("syn", syn), tmp_path / "sub" / "report.html")
+    out = write_html(compare(StudyHandle.open("syn", syn)), tmp_path / "sub" / "report.html")
     page = out.read_text(encoding="utf-8")
     pngs = _embedded_pngs(page)
     assert len(pngs) == 3  # history, values per family, importance (no lr curves: no config)
@@ -168,7 +170,7 @@ def test_html_is_one_self_contained_page(syn: str, tmp_path: Path) -> None:
 
 
 def test_folder_has_figures_and_csv_tables(syn: str, tmp_path: Path) -> None:
-    written = write_folder(compare("syn", syn), tmp_path / "rep")
+    written = write_folder(compare(StudyHandle.open("syn", syn)), tmp_path / "rep")
     names = sorted(p.name for p in written)
     assert names == [
         "families.csv",
@@ -249,7 +251,7 @@ def test_names_are_escaped_in_the_page_and_quoted_in_commands(tmp_path: Path) ->
     url = f"sqlite:///{tmp_path / 'esc.db'}"
     name = 'a<b>&"c d'
     synthetic_study(url, name)
-    c = compare(name, url)
+    c = compare(StudyHandle.open(name, url))
     page = write_html(c, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "<b>" not in page and "a<b" not in page
     assert "<h1>a&lt;b&gt;&amp;&quot;c d: which" in page

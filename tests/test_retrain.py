@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from lrsearch.cli import cli
-from tests.test_artifacts import tiny_study_file
+from lrsearch.records import TrialRecord
+from tests.helpers import tiny_study_file
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_retrained_model_loads_back_with_its_schedule(study_url: str, tmp_path: 
             model = keras.saving.load_model(target)
         assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
         schedule = model.optimizer._learning_rate
-        stored = trial.user_attrs["schedule"]
+        stored = TrialRecord.of(trial).schedule
         assert type(schedule).family == stored["family"]
         expected = lrsearch.schedules.build_schedule(
             stored["family"], total_steps=stored["total_steps"], **stored["params"]

@@ -8,8 +8,6 @@ Optuna's tables are deleted, which is much faster than a database per test.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -19,10 +17,9 @@ import pytest
 import sqlalchemy
 from optuna.storages._rdb.models import BaseModel
 from optuna.testing.pytest_storages import StorageTestCase
-from sqlalchemy.pool import NullPool
 
 from lrsearch.storage import open_storage
-from tests.servers import server_url
+from tests.servers import server_database
 
 BACKENDS = ["sqlite", "postgresql", "mysql"]
 
@@ -42,28 +39,6 @@ _MARIADB_REASON = (
 _VERSION_TABLES = {"version_info", "alembic_version"}
 
 
-@contextlib.contextmanager
-def _server_database(kind: str, prefix: str) -> Iterator[str]:
-    """The URL of a new, uniquely named database on the ``kind`` server; dropped afterwards."""
-    url = sqlalchemy.engine.make_url(server_url(kind))
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin_url = url.set(database="postgres") if kind == "postgresql" else url
-    # CREATE DATABASE cannot run inside a transaction on PostgreSQL.
-    admin = sqlalchemy.create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-        if kind == "postgresql":
-            # Commits need not wait for the disk: a test database, and much faster.
-            conn.execute(sqlalchemy.text(f"ALTER DATABASE {name} SET synchronous_commit = off"))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        force = " WITH (FORCE)" if kind == "postgresql" else ""
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -72,7 +47,7 @@ def database_url(
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('contract') / 'contract.db'}"
         return
-    with _server_database(request.param, "lrsearch_contract") as url:
+    with server_database(request.param, "lrsearch_contract") as url:
         yield url
 
 
@@ -123,7 +98,7 @@ class TestLRSearchStorage(StorageTestCase):
 
 @pytest.fixture(scope="module")
 def mariadb_url() -> Iterator[str]:
-    with _server_database("mysql", "lrsearch_plain") as url:
+    with server_database("mysql", "lrsearch_plain") as url:
         yield url
 
 

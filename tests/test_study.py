@@ -24,6 +24,7 @@ from click.testing import CliRunner, Result
 from optuna.trial import TrialState
 
 from lrsearch.cli import cli
+from lrsearch.records import StudyRecord, TrialRecord
 
 STUDY = "e2e-main"
 
@@ -157,21 +158,24 @@ def test_study_reads_back_with_plain_optuna(main_study: dict[str, Any]) -> None:
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(study.trials) == len(finished) == 3
     for t in study.trials:
-        attrs = t.user_attrs
+        assert all(key.startswith("lrsearch.") for key in t.user_attrs), sorted(t.user_attrs)
         for key in ("schedule", "relative", "history", "outcome", "epochs_run", "seed"):
-            assert key in attrs, (t.number, sorted(attrs))
-        assert attrs["train_seconds"] > 0 and attrs["startup_seconds"] >= 0
-        assert attrs["schedule"]["family"] == t.params["family"]
-        assert attrs["schedule"]["total_steps"] == 3 * 4
-        assert len(attrs["history"]["val_accuracy"]) == attrs["epochs_run"]
-        assert attrs["seed"] == t.number  # study.seed 0 + trial number
-    config = study.user_attrs["lrsearch.config"]
+            assert TrialRecord.key(key) in t.user_attrs, (t.number, sorted(t.user_attrs))
+        r = TrialRecord.of(t)
+        assert r.train_seconds is not None and r.train_seconds > 0
+        assert r.startup_seconds is not None and r.startup_seconds >= 0
+        assert r.schedule is not None and r.history is not None
+        assert r.schedule["family"] == t.params["family"]
+        assert r.schedule["total_steps"] == 3 * 4
+        assert len(r.history["val_accuracy"]) == r.epochs_run
+        assert r.seed == t.number  # study.seed 0 + trial number
+    config = StudyRecord.of(study).config
     assert config["study"]["name"] == STUDY and config["training"]["epochs"] == 3
-    assert len(study.user_attrs["lrsearch.fingerprint"]) == 64
-    versions = study.user_attrs["lrsearch.versions"]
+    assert len(StudyRecord.of(study).fingerprint) == 64
+    versions = StudyRecord.of(study).versions
     assert versions["optuna"] == optuna.__version__ and "keras" in versions
-    assert study.user_attrs["lrsearch.n_trials"] == 3
-    assert study.user_attrs["lrsearch.study_file"] == main_study["file"].read_text()
+    assert StudyRecord.of(study).n_trials == 3
+    assert StudyRecord.of(study).study_file == main_study["file"].read_text()
 
 
 def test_optuna_cli_lists_the_trials(main_study: dict[str, Any]) -> None:
@@ -195,21 +199,21 @@ def test_optuna_cli_lists_the_trials(main_study: dict[str, Any]) -> None:
     trials = json.loads(proc.stdout)
     assert [t["number"] for t in trials] == [0, 1, 2]
     assert all(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
-    assert all("schedule" in t["user_attrs"] for t in trials)
+    assert all(TrialRecord.key("schedule") in t["user_attrs"] for t in trials)
 
 
 def test_baselines_are_the_first_trials(main_study: dict[str, Any]) -> None:
     study = optuna.load_study(study_name=STUDY, storage=main_study["url"])
     for trial, baseline in zip(study.trials[:2], BASELINES, strict=True):
-        assert "lrsearch.baseline" in trial.user_attrs
+        assert TrialRecord.of(trial).baseline is not None
         assert trial.params["family"] == baseline["family"]
         assert trial.params["learning_rate"] == baseline["learning_rate"]
-        schedule = trial.user_attrs["schedule"]
+        schedule = TrialRecord.of(trial).schedule
         assert schedule["family"] == baseline["family"]
         for key, value in baseline.items():
             if key != "family":
                 assert schedule["params"][key] == value, (key, schedule)
-    assert "lrsearch.baseline" not in study.trials[2].user_attrs
+    assert TrialRecord.of(study.trials[2]).baseline is None
 
 
 def test_studies_status_and_best_commands(main_study: dict[str, Any]) -> None:
@@ -234,7 +238,7 @@ def test_studies_status_and_best_commands(main_study: dict[str, Any]) -> None:
     assert best["metric"] == "val_accuracy" and best["study"] == STUDY
     assert best["schedule"]["family"] in ("cosine", "onecycle", "constant")
     assert best["schedule"]["params"]["learning_rate"] > 0
-    assert best["schedule"] == study.best_trial.user_attrs["schedule"]
+    assert best["schedule"] == TrialRecord.of(study.best_trial).schedule
 
     missing = invoke(["status", "e2e-mian", "--storage", url], exit_code=2).output
     assert f"Did you mean '{STUDY}'?" in missing
@@ -257,7 +261,7 @@ def test_budget_met_runs_nothing_and_n_trials_raises_it(
     study = optuna.load_study(study_name=STUDY, storage=url)
     states = [t.state for t in study.trials]
     assert len(states) == 4 and all(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
-    assert study.user_attrs["lrsearch.n_trials"] == 4
+    assert StudyRecord.of(study).n_trials == 4
 
 
 def test_changed_file_is_refused_unless_allowed_or_renamed(
@@ -273,7 +277,7 @@ def test_changed_file_is_refused_unless_allowed_or_renamed(
     joined = invoke(["start", str(changed), "--storage", url, "--allow-changed"]).output
     assert "done: 3/3 finished" in joined
     study = optuna.load_study(study_name=STUDY, storage=url)
-    assert study.user_attrs["lrsearch.config"]["training"]["epochs"] == 3  # stored file kept
+    assert StudyRecord.of(study).config["training"]["epochs"] == 3  # stored file kept
 
     other = invoke(
         ["start", str(changed), "--storage", url, "--study-name", "e2e-other", "--n-trials", "1"]
@@ -282,9 +286,9 @@ def test_changed_file_is_refused_unless_allowed_or_renamed(
     names = {s.study_name for s in optuna.get_all_study_summaries(url)}
     assert names == {STUDY, "e2e-other"}
     renamed = optuna.load_study(study_name="e2e-other", storage=url)
-    assert renamed.user_attrs["lrsearch.config"]["training"]["epochs"] == 4
-    assert renamed.trials[0].user_attrs["epochs_run"] in (1, 2, 3, 4)
-    assert "lrsearch.baseline" in renamed.trials[0].user_attrs  # a new study gets the baselines
+    assert StudyRecord.of(renamed).config["training"]["epochs"] == 4
+    assert TrialRecord.of(renamed.trials[0]).epochs_run in (1, 2, 3, 4)
+    assert TrialRecord.of(renamed.trials[0]).baseline is not None  # a new study gets the baselines
 
 
 # --- where the storage comes from ----------------------------------------------------------------
@@ -370,9 +374,9 @@ def test_ctrl_c_fails_the_trial_queues_it_again_and_resume_finishes(tmp_path: Pa
     failed, queued = study.trials
     assert failed.number == running.number
     assert failed.state == TrialState.FAIL
-    assert failed.user_attrs["lrsearch.interrupted"] is True
+    assert TrialRecord.of(failed).interrupted is True
     assert queued.state == TrialState.WAITING
-    assert queued.user_attrs["lrsearch.retry_of"] == failed.number
+    assert TrialRecord.of(queued).retry_of == failed.number
     # A WAITING trial has no params yet: enqueue_trial keeps them as its fixed params.
     assert queued.system_attrs["fixed_params"] == failed.params
 
@@ -382,9 +386,9 @@ def test_ctrl_c_fails_the_trial_queues_it_again_and_resume_finishes(tmp_path: Pa
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
     retried = study.trials[1]
     assert retried.params == failed.params
-    assert retried.user_attrs["lrsearch.retry_of"] == failed.number
-    assert retried.user_attrs["schedule"] == failed.user_attrs["schedule"]
-    assert retried.user_attrs["epochs_run"] == 60
+    assert TrialRecord.of(retried).retry_of == failed.number
+    assert TrialRecord.of(retried).schedule == TrialRecord.of(failed).schedule
+    assert TrialRecord.of(retried).epochs_run == 60
 
 
 # --- storage errors ------------------------------------------------------------------------------
@@ -483,7 +487,7 @@ def test_failing_trials_record_their_error_print_it_and_stop_the_study(tmp_path:
 
     study = optuna.load_study(study_name="e2e-failing", storage=url)
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3
-    assert study.trials[0].user_attrs["lrsearch.error"] == f"ValueError: boom on call 2 {where}"
+    assert TrialRecord.of(study.trials[0]).error == f"ValueError: boom on call 2 {where}"
 
     status = invoke(["status", "e2e-failing", "--storage", url]).output
     assert f"failed: trial #2 constant: ValueError: boom on call 4 {where}" in status, status
@@ -524,14 +528,14 @@ def _study_with(url: str) -> optuna.Study:
 
 
 def test_ctrl_c_after_a_trial_that_simply_failed_requeues_nothing(tmp_path: Path) -> None:
-    from lrsearch.study import _requeue_interrupted
+    from lrsearch.study import StudyHandle
 
     study = _study_with(sqlite_url(tmp_path / "r.db"))
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr("lrsearch.error", "ValueError: boom")
+    TrialRecord(error="ValueError: boom").write(trial)
     study.tell(trial, state=TrialState.FAIL)
 
-    assert _requeue_interrupted(study, trial) is None
+    assert StudyHandle(study).requeue_interrupted(trial) is None
     assert [t.state for t in study.trials] == [TrialState.FAIL]
 
 
@@ -542,7 +546,7 @@ def test_seed_follows_the_original_configuration_through_any_chain_of_retries(
     interrupted with Ctrl-C and requeued as #2: #2 trains with #0's seed, not 100 + 1."""
     from lrsearch.config import parse_study_config
     from lrsearch.objective import Objective
-    from lrsearch.study import _requeue_interrupted
+    from lrsearch.study import StudyHandle
 
     config = parse_study_config(
         {
@@ -556,18 +560,17 @@ def test_seed_follows_the_original_configuration_through_any_chain_of_retries(
     study = _study_with(sqlite_url(tmp_path / "s.db"))
     objective = Objective(config)
     first = study.ask()
-    first.set_user_attr("seed", 100)  # what trial #0 recorded when it started
+    TrialRecord(seed=100).write(first)  # what trial #0 recorded when it started
     study.tell(first, state=TrialState.FAIL)  # its worker died
-    stale = study._storage.get_trial(first._trial_id)
-    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, stale)
+    optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[0])
 
     retry = study.ask()  # #1, Optuna's retry of #0 (it copies the user attributes)
     assert retry.number == 1
-    retry.set_user_attr("lrsearch.interrupted", True)  # Ctrl-C while it trained
+    TrialRecord(interrupted=True).write(retry)  # Ctrl-C while it trained
     study.tell(retry, state=TrialState.FAIL)
-    _requeue_interrupted(study, retry)
+    StudyHandle(study).requeue_interrupted(retry)
 
     requeued = study.ask()  # #2
     assert requeued.number == 2
     study.tell(requeued, objective(requeued))
-    assert study.trials[2].user_attrs["seed"] == 100
+    assert TrialRecord.of(study.trials[2]).seed == 100

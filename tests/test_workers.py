@@ -43,6 +43,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.pool import NullPool
 
+from lrsearch.records import TrialRecord
 from lrsearch.workers import thread_env
 from tests.servers import server_url
 
@@ -452,7 +453,7 @@ def test_status_shows_stale_reap_queues_it_and_resume_finishes_from_the_database
         assert retried.state == TrialState.COMPLETE
         assert retried.params == running.params
         assert retried.system_attrs["failed_trial"] == running.number
-        assert retried.user_attrs["epochs_run"] == MID_EPOCHS
+        assert TrialRecord.of(retried).epochs_run == MID_EPOCHS
     finally:
         worker.kill()
         reader.delete(name)
@@ -536,12 +537,17 @@ def test_worker_survives_a_postgresql_restart(
         )
         before = len(finished(reader.trials(name)))
         restart_at = time.monotonic()
-        subprocess.run(
-            ["pg_ctlcluster", pg_cluster, "main", "restart"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        # Down for a few seconds (a bare restart can be quicker than the worker's next call,
+        # which then never sees the outage): the worker reports every epoch, so it hits it.
+        for action in ("stop", "start"):
+            subprocess.run(
+                ["pg_ctlcluster", pg_cluster, "main", action],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            if action == "stop":
+                time.sleep(3)
         up_at = time.monotonic()
 
         code = worker.wait(timeout=240)
@@ -558,7 +564,7 @@ def test_worker_survives_a_postgresql_restart(
         # The trial running across the restart went on to its last epoch.
         across = reader.trial(running._trial_id)
         assert across.state == TrialState.COMPLETE
-        assert across.user_attrs["epochs_run"] == LONG_EPOCHS
+        assert TrialRecord.of(across).epochs_run == LONG_EPOCHS
         assert sorted(across.intermediate_values) == list(range(1, LONG_EPOCHS + 1))
 
         # The worker's next trial line after the restart began: its next finished trial.

@@ -9,14 +9,13 @@ Adding a family touches this file (one :class:`Family` entry) and ``_keras.py`` 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lrsearch.exceptions import ScheduleError
+from lrsearch.exceptions import ScheduleError, did_you_mean
 
 __all__ = [
     "FAMILIES",
@@ -355,8 +354,7 @@ class Family:
             raise ScheduleError(self._unknown_message(name)) from None
 
     def _unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self.param_names, n=1)
-        hint = f" Did you mean `{close[0]}`?" if close else ""
+        hint = did_you_mean(name, self.param_names, quote="`")
         return (
             f"Family `{self.name}` has no argument `{name}`.{hint} "
             f"Its arguments: {', '.join(self.param_names)}."
@@ -788,8 +786,7 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), FAMILIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(name), FAMILIES)
         raise ScheduleError(
             f"Unknown schedule family {name!r}.{hint} Known families: {', '.join(FAMILIES)}."
         ) from None

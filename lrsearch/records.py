@@ -1,0 +1,189 @@
+"""What lrsearch stores: every attribute key of a study and of a trial, defined once.
+
+lrsearch writes plain Optuna user attributes, so ``optuna trials`` and optuna-dashboard show them
+as they are. Each key is namespaced ``lrsearch.<field>``; studies written before the keys were
+namespaced (``schedule``, ``relative``, ``history``, ``outcome``, ``seed``, ``backend`` and the
+timings were bare) are read through each key's legacy names, so old databases keep working.
+
+The rest of lrsearch reads fields of :class:`TrialRecord` and :class:`StudyRecord`, never
+attribute strings:
+
+    >>> record = TrialRecord(seed=7, outcome="complete")
+    >>> record.attrs()
+    {'lrsearch.outcome': 'complete', 'lrsearch.seed': 7}
+    >>> TrialRecord.from_attrs({"seed": 7}).seed  # a study written by an older lrsearch
+    7
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "NAMESPACE",
+    "StudyRecord",
+    "TrialRecord",
+    "family_of",
+    "stored_names",
+]
+
+NAMESPACE = "lrsearch."
+
+
+def _key(name: str, *legacy: str) -> Any:
+    """A dataclass field stored as ``lrsearch.<name>``, read from ``legacy`` names too."""
+    return field(default=None, metadata={"key": NAMESPACE + name, "legacy": legacy})
+
+
+class _HasUserAttrs(Protocol):
+    @property
+    def user_attrs(self) -> dict[str, Any]: ...
+
+
+class _Writable(Protocol):
+    def set_user_attr(self, key: str, value: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Record:
+    """Shared reading and writing of a record's fields as user attributes."""
+
+    def attrs(self) -> dict[str, Any]:
+        """The fields that are set, under their stored keys (what ``write`` writes)."""
+        return {
+            f.metadata["key"]: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> Any:
+        """The record stored in ``attrs`` (a trial's or a study's ``user_attrs``)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            for name in (f.metadata["key"], *f.metadata["legacy"]):
+                if name in attrs:
+                    values[f.name] = attrs[name]
+                    break
+        return cls(**values)
+
+    def write(self, target: _Writable) -> None:
+        """Writes the fields that are set onto ``target`` (a trial or a study)."""
+        for key, value in self.attrs().items():
+            target.set_user_attr(key, value)
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """The stored key of field ``name``."""
+        return str(_field(cls, name).metadata["key"])
+
+
+def _field(cls: type, name: str) -> Any:
+    for f in fields(cls):
+        if f.name == name:
+            return f
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def stored_names(record: type[_Record], name: str) -> tuple[str, ...]:
+    """Every key field ``name`` may be stored under, the current one first (for queries).
+
+    >>> stored_names(TrialRecord, "outcome")
+    ('lrsearch.outcome', 'outcome')
+    """
+    f = _field(record, name)
+    return (f.metadata["key"], *f.metadata["legacy"])
+
+
+@dataclass(frozen=True)
+class TrialRecord(_Record):
+    """Everything lrsearch writes on a trial (each field ``None`` until written).
+
+    A trial's schedule and seed are written when it starts, the rest when it ends; a queued
+    trial (a baseline, a retry) carries ``baseline``, ``retry_of`` and ``seed`` from the start.
+    """
+
+    schedule: dict[str, Any] | None = _key("schedule", "schedule")
+    """The absolute schedule: ``{"family", "params", "total_steps"}`` (``build_schedule``)."""
+    relative: dict[str, Any] | None = _key("relative", "relative")
+    """The sampled parameters in search units (lr, fractions of the run, ...)."""
+    seed: int | None = _key("seed", "seed")
+    """Weights and batch order; a retry keeps the seed of the trial it repeats."""
+    backend: str | None = _key("backend", "backend")
+    history: dict[str, list[float | None]] | None = _key("history", "history")
+    """Per-epoch metrics (NaN and inf stored as null) and the applied learning rate."""
+    outcome: str | None = _key("outcome", "outcome")
+    """``"complete"``, ``"pruned"`` or ``"diverged"``."""
+    epochs_run: int | None = _key("epochs_run", "epochs_run")
+    train_seconds: float | None = _key("train_seconds", "train_seconds")
+    startup_seconds: float | None = _key("startup_seconds", "startup_seconds")
+    diverged_at_step: int | None = _key("diverged_at_step", "diverged_at_step")
+    baseline: dict[str, Any] | None = _key("baseline")
+    """A ``[[baseline]]`` schedule queued by the study file: family, relative, absolute."""
+    retry_of: int | None = _key("retry_of")
+    """The number of the interrupted trial this one runs again."""
+    interrupted: bool | None = _key("interrupted")
+    """True when Ctrl-C stopped the trial (it is queued again)."""
+    error: str | None = _key("error")
+    """Why the trial failed: ``"Type: message (at file.py:12)"``."""
+
+    #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
+    OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"
+
+    @classmethod
+    def of(cls, trial: _HasUserAttrs) -> TrialRecord:
+        """The record of a trial (frozen or running)."""
+        return cls.from_attrs(trial.user_attrs)
+
+    def carried(self, retry_of: int) -> TrialRecord:
+        """What a queued re-run of this trial carries: its seed and baseline, and which trial
+        it repeats (the same experiment: the same seed)."""
+        return TrialRecord(seed=self.seed, baseline=self.baseline, retry_of=retry_of)
+
+    @property
+    def diverged(self) -> bool:
+        return self.outcome == "diverged"
+
+
+def family_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> str | None:
+    """A trial's schedule family: its stored schedule's, else its ``family`` parameter."""
+    record = TrialRecord.of(trial)
+    family = (record.schedule or {}).get("family") or (record.baseline or {}).get("family")
+    family = family or trial.params.get("family")
+    return str(family) if family else None
+
+
+@dataclass(frozen=True)
+class StudyRecord(_Record):
+    """Everything lrsearch writes on a study."""
+
+    study_file: str | None = _key("study_file")
+    """The study file's text, as read (``lrsearch resume`` runs from it)."""
+    fingerprint: str | None = _key("fingerprint")
+    """Hash of the normalized config's fields that change results."""
+    data_fingerprint: str | None = _key("data_fingerprint")
+    versions: dict[str, str] | None = _key("versions")
+    """lrsearch, Optuna, Keras and backend versions of the worker that created the study."""
+    n_trials: int | None = _key("n_trials")
+    """The study's budget of finished trials, over all workers (the last one set)."""
+    config: dict[str, Any] | None = _key("config")
+    """The normalized study file: written last, so joiners wait for it (all else is set)."""
+
+    @classmethod
+    def of(cls, study: optuna.Study | _HasUserAttrs) -> StudyRecord:
+        return cls.from_attrs(study.user_attrs)
+
+    @property
+    def metric(self) -> str | None:
+        """The monitored metric of the stored config (``val_accuracy``, ...)."""
+        metric = ((self.config or {}).get("study") or {}).get("metric")
+        return str(metric) if metric else None
+
+    @property
+    def budget(self) -> int | None:
+        return int(self.n_trials) if self.n_trials else None

@@ -1,0 +1,558 @@
+"""Running a study: prepare it, then run trials until the budget with :class:`Runner`.
+
+:func:`prepare_study` loads the data, checks the model and creates or joins the study;
+:class:`Runner` is the loop (budget, deadline, take-over of dead workers' trials, Ctrl-C
+requeue, stop after failures in a row) around Optuna's ``optimize``; what it prints goes to a
+:class:`Reporter`. :func:`run_study` is the one entry for both the Python API and
+``lrsearch start``: in this process, or in ``workers`` worker processes (:mod:`lrsearch.workers`),
+each of which runs :func:`run_job`.
+
+    >>> from lrsearch.config import load_study_file
+    >>> config, text = load_study_file("studies/digits.toml")  # doctest: +SKIP
+    >>> run_study(config, study_file_text=text, n_trials=4).best  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from lrsearch._imports import check_backend, import_keras, select_backend
+from lrsearch._optuna import quiet_logs
+from lrsearch.config import StudyConfig, parse_study_config
+from lrsearch.exceptions import Interrupted, LRSearchError
+from lrsearch.objective import Objective, describe_error
+from lrsearch.records import TrialRecord, family_of
+from lrsearch.storage import mask_url, resolve_storage_url
+from lrsearch.study import BestTrial, RunSummary, StudyHandle, make_sampler
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from lrsearch.artifacts import ArtifactRecorder
+    from lrsearch.workers import WorkerJob
+
+__all__ = [
+    "FailurePolicy",
+    "LinePrinter",
+    "PreparedStudy",
+    "Reporter",
+    "Runner",
+    "TrialError",
+    "backend_hint",
+    "prepare_study",
+    "run_job",
+    "run_study",
+    "trial_line",
+]
+
+
+class TrialError(Exception):
+    """An unexpected error inside one trial: the trial fails, the study goes on."""
+
+
+def trial_line(trial: FrozenTrial, metric: str) -> str:
+    """One line about a finished trial: number, family, key params, value, state, seconds."""
+    record = TrialRecord.of(trial)
+    family = family_of(trial) or "?"
+    rel = record.relative or {}
+    parts = [f"lr={rel.get('learning_rate', trial.params.get('learning_rate', float('nan'))):.3g}"]
+    for key, value in rel.items():
+        if key != "learning_rate":
+            parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
+    state = trial.state.name
+    if record.diverged:
+        result = f"DIVERGED at step {record.diverged_at_step}"
+    elif state == "PRUNED":
+        result = f"PRUNED after epoch {record.epochs_run if record.epochs_run else '?'}"
+    elif state == "COMPLETE":
+        result = f"{metric}={trial.value:.4f}"
+    else:
+        reason = record.error or ""
+        if record.interrupted:
+            reason = "interrupted (queued to run again)"
+        result = f"FAILED {reason}".rstrip()
+    seconds = record.train_seconds
+    took = f"{seconds:.1f}s" if isinstance(seconds, int | float) else ""
+    tag = " [baseline]" if record.baseline is not None else ""
+    return f"#{trial.number:<4d} {family:<15} {' '.join(parts)}  {result}  {took}{tag}".rstrip()
+
+
+class Reporter(Protocol):
+    """What a run prints: a line per finished trial, and whatever it shows of progress."""
+
+    def trial_done(self, trial: FrozenTrial, finished: int, best: BestTrial | None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LinePrinter:
+    """One printed line per finished trial, under a tqdm bar of the study's finished trials."""
+
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        metric: str,
+        *,
+        bar: bool = True,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        from tqdm.auto import tqdm
+
+        self.metric = metric
+        self.echo = echo
+        self.bar = tqdm(
+            total=total,
+            initial=min(initial, total),
+            desc="trials",
+            unit="trial",
+            disable=None if bar else True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def trial_done(self, trial: FrozenTrial, finished: int, best: BestTrial | None) -> None:
+        self.bar.clear()
+        self.echo(trial_line(trial, self.metric))
+        self.bar.n = min(finished, self.bar.total)
+        if best is not None:
+            self.bar.set_postfix_str(f"best {self.metric}={best.value:.4f} (#{best.number})")
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class FailurePolicy:
+    """Stops a run after ``max_in_a_row`` trials failed in a row (an interrupted trial is not
+    a failure): the model or data is broken, and every further trial would fail too."""
+
+    max_in_a_row: int = 3
+
+    def __post_init__(self) -> None:
+        self.failures: list[tuple[int, str]] = []
+
+    def record(self, trial: FrozenTrial) -> None:
+        """Counts a finished trial."""
+        record = TrialRecord.of(trial)
+        if trial.state.name == "FAIL" and not record.interrupted:
+            self.failures.append((trial.number, record.error or "no error recorded"))
+        else:
+            self.failures.clear()
+
+    @property
+    def stop(self) -> bool:
+        return len(self.failures) >= self.max_in_a_row
+
+    def error(self) -> LRSearchError:
+        number, text = self.failures[-1]
+        return LRSearchError(
+            f"{len(self.failures)} trials failed in a row; stopping. Last error (trial "
+            f"#{number}): {text}"
+        )
+
+
+@dataclass
+class PreparedStudy:
+    """A study opened for running: its objective (data loaded once), the handle, the budget."""
+
+    objective: Objective
+    handle: StudyHandle
+    budget: int
+    created: bool = True
+
+
+def prepare_study(
+    config: StudyConfig,
+    *,
+    study_file_text: str = "",
+    base_dir: Path | None = None,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    allow_changed: bool = False,
+    backend: str | None = None,
+) -> PreparedStudy:
+    """Loads the data, checks the model, and creates or joins the study (no training).
+
+    The Keras backend is ``backend``, else ``$KERAS_BACKEND``, else ``training.backend``.
+
+    Raises:
+        ConfigError, DataError, StorageError: bad input, before any training.
+    """
+    select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
+    url = resolve_storage_url(storage_url)
+    objective = Objective(config, base_dir=base_dir)
+    objective.check()  # a broken model, loss or optimizer creates no study
+    baselines = [
+        (
+            objective.space.enqueue_params(point),
+            {"family": point.family, "relative": point.relative, "absolute": point.absolute},
+        )
+        for point in objective.baselines
+    ]
+    handle, created = StudyHandle.create_or_join(
+        config,
+        storage_url=url,
+        study_file_text=study_file_text,
+        data_fingerprint=objective.dataset.fingerprint(),
+        study_name=study_name,
+        allow_changed=allow_changed,
+        baselines=baselines,
+    )
+    budget = n_trials or config.study.n_trials
+    handle.set_budget(budget)
+    return PreparedStudy(objective=objective, handle=handle, budget=budget, created=created)
+
+
+class Runner:
+    """Runs trials of a prepared study until its budget of finished trials is met.
+
+    The budget counts every worker's trials. While other workers run the last trials, the
+    runner waits: if one of them dies (no heartbeat), its trial is failed, queued again by
+    Optuna's heartbeat retry and run here. A trial's error fails that trial only
+    (:class:`TrialError`); ``failures`` stops the run after several in a row. On Ctrl-C the
+    interrupted trial is queued to run again with its seed.
+
+    ``recycle_mb`` stops the run early (``recycled`` in the summary) once this process's memory
+    grew by more than that many MB since its first trial ended, so that a fresh process can
+    take over (:mod:`lrsearch.workers`).
+    """
+
+    def __init__(
+        self,
+        prepared: PreparedStudy,
+        reporter: Reporter,
+        *,
+        deadline: float | None = None,
+        artifacts: ArtifactRecorder | None = None,
+        failures: FailurePolicy | None = None,
+        recycle_mb: int | None = None,
+        salt: int | None = None,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.handle = prepared.handle
+        self.objective = prepared.objective
+        self.budget = prepared.budget
+        self.created = prepared.created
+        self.reporter = reporter
+        self.deadline = deadline  # time.monotonic() value
+        self.artifacts = artifacts
+        self.failures = failures or FailurePolicy()
+        self.memory = _MemoryWatch(recycle_mb)
+        self.salt = salt
+        self.poll_seconds = poll_seconds
+        self.ran = 0
+
+    def run(self) -> RunSummary:
+        """Runs to the budget, the deadline, the failure limit or the memory limit.
+
+        Raises:
+            Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
+            LRSearchError: trials failed in a row.
+        """
+        import optuna
+
+        started = time.perf_counter()
+        study = self.handle.optuna
+        optuna.storages.fail_stale_trials(study)
+        done, running = self.handle.progress()
+        if self.salt is not None or done or running or not self.created:
+            # Joining a study others work on: a seed of our own, or we would repeat their samples.
+            salt = self.salt if self.salt is not None else os.getpid()
+            study.sampler = make_sampler(self.objective.config, salt=salt)
+        if self.artifacts is not None:
+            self.objective.on_trial_end = self.artifacts.upload_trial
+        try:
+            with quiet_logs():
+                self._loop()
+        except KeyboardInterrupt:
+            self.reporter.close()
+            number = self.handle.requeue_interrupted(self.objective.current_trial)
+            where = f"trial #{number} was queued to run again; " if number is not None else ""
+            raise Interrupted(
+                f"Interrupted: {where}resume with the same command (Ctrl-C again aborts at once)."
+            ) from None
+        finally:
+            self.reporter.close()
+            if self.artifacts is not None:
+                self.artifacts.flush()  # the last study note and figure
+        if self.failures.stop:
+            raise self.failures.error()
+        done, _ = self.handle.progress()
+        return self.handle.summary(
+            ran=self.ran,
+            seconds=time.perf_counter() - started,
+            recycled=self.memory.exceeded and done < self.budget,
+        )
+
+    def _loop(self) -> None:
+        import optuna
+
+        study = self.handle.optuna
+        while not self.failures.stop and not self.memory.exceeded:
+            optuna.storages.fail_stale_trials(study)
+            done, running = self.handle.progress()
+            remaining = None if self.deadline is None else self.deadline - time.monotonic()
+            if done >= self.budget or (remaining is not None and remaining <= 0):
+                return
+            if done + running >= self.budget:
+                time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
+                continue
+            study.optimize(
+                _guarded(self.objective),
+                n_trials=None,
+                timeout=remaining,
+                callbacks=[self._after_trial],
+                catch=(TrialError,),
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+
+    def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Bookkeeping per trial: a few aggregate queries, whatever the study's size."""
+        import optuna
+
+        self.ran += 1
+        if self.memory.grown_too_much():
+            study.stop()
+        optuna.storages.fail_stale_trials(study)
+        done, running = self.handle.progress()
+        self.reporter.trial_done(trial, done, self.handle.best())
+        if self.artifacts is not None and trial.state.name in ("COMPLETE", "PRUNED"):
+            self.artifacts.trial_finished(study, trial)
+        self.failures.record(trial)
+        if self.failures.stop or done + running >= self.budget:
+            study.stop()
+
+
+class _MemoryWatch:
+    """Tells when this process's resident memory grew by more than ``limit_mb`` since the
+    first check (the end of its first trial, once the model and data are in memory)."""
+
+    def __init__(self, limit_mb: int | None) -> None:
+        self.limit_mb = limit_mb
+        self.baseline: float | None = None
+        self.exceeded = False
+
+    def grown_too_much(self) -> bool:
+        if self.limit_mb is None:
+            return False
+        now = resident_mb()
+        if self.baseline is None:
+            self.baseline = now
+        self.exceeded = now - self.baseline > self.limit_mb
+        return self.exceeded
+
+
+def resident_mb() -> float:
+    """This process's resident memory in MB (peak resident memory where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def _guarded(objective: Objective) -> Callable[[optuna.Trial], float]:
+    """Turns any error inside a trial into :class:`TrialError`: the trial fails with the error
+    recorded on it (type, message, the user's file:line), its line says why, and the study
+    goes on (it stops after a few failures in a row)."""
+
+    def run(trial: optuna.Trial) -> float:
+        import optuna
+
+        try:
+            return objective(trial)
+        except (optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the trial and printed
+            # lrsearch's one-line wrapper of the user's error: the user's error says more.
+            cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
+            text = describe_error(
+                cause if isinstance(cause, Exception) else exc, objective.base_dir
+            )
+            TrialRecord(error=text).write(trial)
+            raise TrialError(text) from exc
+
+    return run
+
+
+# Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
+# model type faster, and by how much.
+_FASTER_BACKEND = {"mlp": ("tensorflow", "1.6"), "cnn": ("tensorflow", "1.1")}
+
+
+def backend_hint(model_type: str) -> str | None:
+    """One line when the backend in use is the slower one for this kind of model."""
+    known = _FASTER_BACKEND.get(model_type)
+    if known is None:
+        return None
+    faster, ratio = known
+    current = str(import_keras().backend.backend())
+    if current == faster:
+        return None
+    return (
+        f"hint: {faster} trained {model_type} models ~{ratio}x faster than {current} "
+        f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
+    )
+
+
+def run_study(
+    config: StudyConfig,
+    *,
+    study_file_text: str = "",
+    base_dir: Path | None = None,
+    storage_url: str | None = None,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    allow_changed: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+    echo_err: Callable[[str], None] | None = None,
+    backend: str | None = None,
+    artifacts: str | None = None,
+) -> RunSummary:
+    """Creates or joins the study and runs trials until it has ``n_trials`` finished ones.
+
+    ``n_trials`` (default ``study.n_trials``) is the study's total budget, counted over every
+    worker; ``timeout`` (default ``study.timeout``) bounds this call's wall time. With
+    ``workers`` (what ``lrsearch start`` does), the trials run in that many worker processes
+    started here (:func:`lrsearch.workers.run_in_workers`); without, in this process.
+    ``artifacts`` names the artifact store for trial pictures (``None``: none in this process;
+    the workers default as ``lrsearch start`` does). Lines go to ``echo``; the workers' error
+    lines to ``echo_err`` (default: standard error).
+
+    Raises:
+        Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
+        ConfigError, DataError, StorageError: bad input, before any training.
+    """
+    timeout = timeout if timeout is not None else config.study.timeout
+    if workers is not None:
+        from lrsearch import settings
+        from lrsearch.storage import check_storage_url
+        from lrsearch.workers import WorkerJob, run_in_workers
+
+        # Checked here: a bad value is one line before any process starts.
+        url = check_storage_url(storage_url)
+        settings.grace_period(settings.heartbeat_interval())
+        backend = check_backend(
+            backend or os.environ.get("KERAS_BACKEND") or config.training.backend
+        )
+        job = WorkerJob(
+            config=config.normalized(),
+            storage_url=url,
+            study_file_text=study_file_text,
+            base_dir=str(base_dir) if base_dir is not None else None,
+            study_name=study_name,
+            n_trials=n_trials,
+            allow_changed=allow_changed,
+            backend=backend,
+            artifacts=artifacts,
+            deadline=None if timeout is None else time.time() + timeout,
+            progress=progress,
+            recycle_mb=settings.recycle_mb(),
+        )
+        return run_in_workers(
+            job,
+            workers,
+            echo=lambda line, err: (echo_err or _print_err)(line) if err else echo(line),
+        )
+    prepared = prepare_study(
+        config,
+        study_file_text=study_file_text,
+        base_dir=base_dir,
+        storage_url=storage_url,
+        study_name=study_name,
+        n_trials=n_trials,
+        allow_changed=allow_changed,
+        backend=backend,
+    )
+    recorder = None
+    if artifacts is not None:
+        from lrsearch.artifacts import recorder_for
+
+        recorder = recorder_for(artifacts, prepared.handle.url, config)
+    done, _ = prepared.handle.progress()
+    reporter = LinePrinter(prepared.budget, done, config.study.metric, bar=progress, echo=echo)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    return Runner(prepared, reporter, deadline=deadline, artifacts=recorder).run()
+
+
+def _print_err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_job(
+    job: WorkerJob,
+    *,
+    on_prepared: Callable[..., None] | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunSummary:
+    """Runs one worker's share of a study (the body of a :mod:`lrsearch.workers` process).
+
+    Opens the study of ``job`` (checking the model first), calls ``on_prepared`` with the
+    study's name and budget, prints the header line when ``job.announce``, and runs trials until
+    the budget, the deadline or the memory limit.
+    """
+    config = parse_study_config(job.config, source="study file")
+    prepared = prepare_study(
+        config,
+        study_file_text=job.study_file_text,
+        base_dir=Path(job.base_dir) if job.base_dir else None,
+        storage_url=job.storage_url,
+        study_name=job.study_name,
+        n_trials=job.n_trials,
+        allow_changed=job.allow_changed,
+        backend=job.backend,
+    )
+    handle = prepared.handle
+    if on_prepared is not None:
+        on_prepared(study=handle.name, budget=prepared.budget, created=prepared.created)
+    if job.announce:
+        echo(
+            f"study {handle.name!r}: {config.training.epochs} epochs per trial, budget "
+            f"{prepared.budget} trials, storage {mask_url(handle.url)}"
+            + (f", {job.n_workers} workers" if job.n_workers > 1 else "")
+        )
+        hint = backend_hint(config.model.type)
+        if hint:
+            echo(hint)
+    from lrsearch.artifacts import recorder_for
+
+    recorder = recorder_for(job.artifacts, handle.url, config)
+    prefix = f"[{job.label}] " if job.label else ""
+    done, _ = handle.progress()
+    reporter = LinePrinter(
+        prepared.budget,
+        done,
+        config.study.metric,
+        bar=job.progress,
+        echo=lambda line: echo(prefix + line),
+    )
+    deadline = None
+    if job.deadline is not None:
+        deadline = time.monotonic() + max(job.deadline - time.time(), 0.0)
+    salt = os.getpid() + 7919 * len(job.label) if job.label else None
+    return Runner(
+        prepared,
+        reporter,
+        deadline=deadline,
+        artifacts=recorder,
+        recycle_mb=job.recycle_mb,
+        salt=salt,
+    ).run()

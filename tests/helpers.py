@@ -1,0 +1,107 @@
+"""Plain helpers several test modules share: a tiny study file, PNG bytes, a dashboard process.
+
+Test modules import these (``from tests.helpers import ...``) instead of importing from one
+another, so running one test file never collects another's tests or fixtures.
+
+Example:
+    >>> from tests.helpers import PNG
+    >>> PNG[:4]
+    b'\\x89PNG'
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["PNG", "TINY_TOML", "free_port", "start", "tiny_study_file"]
+
+PNG = b"\x89PNG\r\n\x1a\n"
+"""The eight-byte signature every PNG file starts with."""
+
+TINY_TOML = """\
+[study]
+name = "{name}"
+n_trials = 2
+seed = 0
+pruner = "none"
+
+[data]
+source = "digits"
+limit = 200
+
+[model]
+type = "mlp"
+hidden = [8]
+
+[training]
+epochs = 2
+
+[space]
+families = {families}
+"""
+"""A two-trial study on 200 digits with a tiny MLP; ``{name}`` and ``{families}`` to fill in."""
+
+
+def tiny_study_file(folder: Path, name: str, families: str = '["cosine", "plateau"]') -> Path:
+    """Writes ``folder/<name>.toml`` from :data:`TINY_TOML` and returns its path.
+
+    Args:
+        folder: Where to write the file.
+        name: The study name (also the file's stem).
+        families: A TOML array of family names for ``space.families``.
+
+    Example:
+        >>> import tempfile
+        >>> tiny_study_file(Path(tempfile.mkdtemp()), "tiny").name
+        'tiny.toml'
+    """
+    path = folder / f"{name}.toml"
+    path.write_text(TINY_TOML.format(name=name, families=families), encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago.
+
+    Example:
+        >>> 0 < free_port() < 65536
+        True
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], port: int) -> subprocess.Popen[str]:
+    """Starts ``lrsearch dashboard --port <port> <args>`` and returns once the port answers.
+
+    The caller terminates the process. Raises :class:`AssertionError` with the process's output
+    if it exits first, or if the port does not answer within 60 seconds.
+
+    Example:
+        >>> proc = start(["--storage", "sqlite:///x.db"], free_port())  # doctest: +SKIP
+        >>> proc.terminate()  # doctest: +SKIP
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrsearch.cli", "dashboard", "--port", str(port), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("dashboard did not start")
