@@ -191,7 +191,7 @@ def study_note(study: optuna.Study, metric: str) -> str:
     """The study's markdown note: best trial, best value per family, how to export."""
     from lrsearch.study import StudyHandle
 
-    handle = StudyHandle(study)
+    handle = StudyHandle(study, cached=True)  # in the worker: its Optuna cache is warm
     name = handle.name
     lines = [f"## {name}: best {metric} per schedule family", ""]
     best = handle.best()
@@ -485,7 +485,7 @@ class ArtifactRecorder:
         try:
             from lrsearch.study import StudyHandle
 
-            top = top_schedules(StudyHandle(study))
+            top = top_schedules(StudyHandle(study, cached=True))
             labels = [label for label, _ in top]
             curves = lr_curves(top, epochs=self.epochs) if top and labels != self._drawn else None
         except Exception as exc:  # noqa: BLE001 - artifacts never fail a study

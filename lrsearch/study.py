@@ -212,9 +212,11 @@ class StudyHandle:
     (:func:`lrsearch.runner.prepare_study` does that for a run).
     """
 
-    def __init__(self, study: optuna.Study, url: str = "") -> None:
+    def __init__(self, study: optuna.Study, url: str = "", *, cached: bool = False) -> None:
         self.optuna = study
         self.url = url
+        self.cached = cached
+        """Per-trial rows from Optuna's in-process cache (a worker's handle) instead of SQL."""
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -274,7 +276,7 @@ class StudyHandle:
             sampler=make_sampler(config),
             pruner=make_pruner(config),
         )
-        handle = cls(study, storage_url)
+        handle = cls(study, storage_url, cached=True)  # a run's handle: its worker's cache
         stored = handle.record.config if created else handle._wait_for_setup()
         if stored is None:
             # Ours to set up (we created it, or a plain Optuna study of that name is adopted).
@@ -364,7 +366,8 @@ class StudyHandle:
 
     def rows(self) -> list[queries.TrialRow]:
         """One light row per trial (number, state, value, family, diverged), no attributes."""
-        return queries.trial_rows(storage_of(self.optuna), study_id(self.optuna))
+        storage = storage_of(self.optuna)
+        return queries.trial_rows(storage, study_id(self.optuna), cached=self.cached)
 
     def counts(self) -> dict[str, int]:
         """Trials per state, lower case, diverged apart from pruned."""

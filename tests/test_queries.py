@@ -216,6 +216,31 @@ def test_trial_rows(kind: str, make_study: Callable[..., optuna.Study]) -> None:
         ]
 
 
+def test_cached_rows_follow_the_database_as_the_sql_rows_do(
+    make_study: Callable[..., optuna.Study],
+) -> None:
+    """A worker reads its rows through Optuna's cache: the same rows as SQL, also after a trial
+    ends, one is added and a trial is written by another process (another storage object)."""
+    study = _build_maximize(make_study)
+    storage, sid = storage_of(study), study_id(study)
+    assert queries.trial_rows(storage, sid, cached=True) == queries.trial_rows(storage, sid)
+
+    running = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+    for t in running:
+        study.tell(t.number, 0.5)
+    study.tell(_ask(study, "wsd"), 0.25)
+    cached = queries.trial_rows(storage, sid, cached=True)
+    assert cached == queries.trial_rows(storage, sid)
+    assert 0.25 in [r.value for r in cached]
+    url = getattr(getattr(storage, "_backend", storage), "url", None)
+    if url is not None:  # a second process's trial, written through its own storage
+        other = optuna.load_study(study_name=study.study_name, storage=url)
+        other.tell(_ask(other, "cosine"), 0.75)
+        cached = queries.trial_rows(storage, sid, cached=True)
+        assert cached == queries.trial_rows(storage, sid)
+        assert 0.75 in [r.value for r in cached]
+
+
 @pytest.mark.parametrize(
     ("states", "last"),
     [
