@@ -24,6 +24,8 @@ is checked in one place. The others live next to the code that needs them:
   ``fixed_params`` (the family of an enqueued trial).
 - :func:`stale_trial_ids` below: ``_get_stale_trial_ids``, asked only when the storage has
   heartbeats (Optuna's own method asserts that it has).
+- :func:`heartbeats` below: ``optuna.storages._heartbeat.get_heartbeat_thread``, the heartbeat
+  ``optimize`` keeps for its one trial, kept here for each trial of a pack (ask/tell has none).
 - :mod:`lrsearch.schedules._plateau`: Keras's ``optimizer._variables`` (the plateau scale is
   detached before a model is saved).
 """
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "heartbeat_retry_of",
+    "heartbeats",
     "quiet_logs",
     "stale_trial_ids",
     "storage_of",
@@ -86,6 +89,21 @@ def stale_trial_ids(study: optuna.Study) -> set[int]:
     if not hasattr(inner, "_get_stale_trial_ids") or inner.get_heartbeat_interval() is None:
         return set()  # without heartbeats nothing is stale (as in ``fail_stale_trials``)
     return set(inner._get_stale_trial_ids(study_id(study)))
+
+
+@contextmanager
+def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
+    """Keeps a heartbeat going for each of ``trials`` inside the block, as ``optimize`` does for
+    its trial (a no-op on a storage without heartbeats)."""
+    from contextlib import ExitStack
+
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    with ExitStack() as stack:
+        for trial in trials:
+            thread: Any = get_heartbeat_thread(trial_id(trial), storage_of(study))
+            stack.enter_context(thread)
+        yield
 
 
 @contextmanager

@@ -125,6 +125,9 @@ def _artifacts_option(f: Any) -> Any:
     return click.option("--artifacts", metavar="DIR", default=None, help=_ARTIFACTS_HELP)(f)
 
 
+_MAX_PACK = 64  # lrsearch.config.MAX_PACK (not imported: --help stays light); a test compares
+
+
 def _run_options(f: Any) -> Any:
     """Options shared by ``start`` and ``resume``."""
     for option in reversed(
@@ -150,6 +153,14 @@ def _run_options(f: Any) -> Any:
                 default=1,
                 show_default=True,
                 help="Worker processes on this machine (CPU threads split between them).",
+            ),
+            click.option(
+                "--pack",
+                type=click.IntRange(min=1, max=_MAX_PACK),
+                default=None,
+                metavar="K",
+                help="Train K trials at once in one packed model (1: one by one)  "
+                "[default: the file's training.pack]",
             ),
             click.option(
                 "--no-progress", is_flag=True, help="No progress bar (lines still print)."
@@ -179,6 +190,7 @@ def _run(
     workers: int,
     no_progress: bool,
     backend: str | None,
+    pack: int | None,
     artifacts: str | None = None,
 ) -> None:
     """Runs the study in worker processes and prints where it stands."""
@@ -202,6 +214,7 @@ def _run(
         echo_err=lambda line: click.echo(line, err=True),
         backend=backend,
         artifacts=artifacts,
+        pack=pack,
     )
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
     seconds = time.perf_counter() - started
@@ -238,6 +251,7 @@ def start(
     n_trials: int | None,
     timeout: float | None,
     workers: int,
+    pack: int | None,
     no_progress: bool,
     backend: str | None,
     study_name: str | None,
@@ -256,6 +270,7 @@ def start(
       lrsearch start studies/digits.toml
       lrsearch start studies/digits.toml --n-trials 60       # raise the budget
       lrsearch start studies/digits.toml --workers 2         # two processes here
+      lrsearch start studies/digits.toml --pack 8            # 8 trials per packed fit
       lrsearch start studies/cnn-digits.toml --storage postgresql+psycopg://me:pw@db/optuna
     """
     from pathlib import Path
@@ -277,6 +292,7 @@ def start(
         workers=workers,
         no_progress=no_progress,
         backend=backend,
+        pack=pack,
         artifacts=artifacts,
     )
 
@@ -291,6 +307,7 @@ def resume(
     n_trials: int | None,
     timeout: float | None,
     workers: int,
+    pack: int | None,
     no_progress: bool,
     backend: str | None,
 ) -> None:
@@ -323,6 +340,7 @@ def resume(
         workers=workers,
         no_progress=no_progress,
         backend=backend,
+        pack=pack,
         artifacts=artifacts,
     )
 

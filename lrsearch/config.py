@@ -67,6 +67,9 @@ MAX_LEARNING_RATE = 10.0
 MAX_WEIGHT_DECAY = 1.0
 """The largest ``training.weight_decay`` (AdamW's decoupled decay; 0.1 is already strong)."""
 
+MAX_PACK = 64
+"""The most trials ``training.pack`` trains in one packed ``fit`` (:mod:`lrsearch.packing`)."""
+
 STUDY_NAME_MAX_LENGTH = 500
 """The longest study name: Optuna keeps it in a ``VARCHAR(512)`` column."""
 
@@ -260,6 +263,7 @@ class TrainingConfig(_Strict):
     loss: str = "sparse_categorical_crossentropy"
     divergence_factor: float = Field(10.0, gt=1.0)
     backend: Literal["tensorflow", "jax"] = "tensorflow"
+    pack: int = Field(1, ge=1, le=MAX_PACK)
 
 
 Value = float | int | bool | str
@@ -361,6 +365,15 @@ class StudyConfig(_Strict):
                 _check_finite(f"baseline.{i}.{_cut(str(key), 60)}", value)
         return self
 
+    def with_pack(self, pack: int) -> StudyConfig:
+        """This config with ``training.pack = pack`` (validated: one line naming ``--pack``)."""
+        if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= MAX_PACK:
+            raise ConfigError(
+                f"--pack must be a whole number from 1 to {MAX_PACK}. Received: {pack!r}"
+            )
+        training = self.training.model_copy(update={"pack": pack})
+        return self.model_copy(update={"training": training})
+
     def normalized(self) -> dict[str, Any]:
         """A JSON-ready dict with every default filled in (what is stored on the study)."""
         return self.model_dump(mode="json")
@@ -371,7 +384,7 @@ class StudyConfig(_Strict):
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_MAY_CHANGE = {"study": ("n_trials", "timeout"), "training": ("backend",)}
+_MAY_CHANGE = {"study": ("n_trials", "timeout"), "training": ("backend", "pack")}
 
 
 def comparable(normalized: dict[str, Any]) -> dict[str, Any]:

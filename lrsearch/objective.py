@@ -102,6 +102,17 @@ def make_budget(config: StudyConfig, dataset: Dataset) -> Budget:
     )
 
 
+def build_study_model(config: StudyConfig, dataset: Dataset, base_dir: Path | None = None) -> Any:
+    """The study's model for ``dataset`` (uncompiled; seeded by the caller)."""
+    return build_model(
+        config.model.type,
+        input_shape=dataset.input_shape,
+        n_classes=dataset.n_classes,
+        params=config.model.params,
+        base_dir=base_dir,
+    )
+
+
 def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
     """The study's Keras optimizer driven by ``schedule``."""
     keras = import_keras()
@@ -113,10 +124,38 @@ def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
     return keras.optimizers.Adam(learning_rate=schedule)
 
 
+def _training_callback_class() -> type:
+    """The base of lrsearch's training callbacks: Ctrl-C at the next batch, first step's time.
+
+    ``interrupted`` is the list :func:`_sigint_held` yields: a held Ctrl-C is raised at the next
+    batch begin, in the training loop's own thread. ``async_safe``: on JAX, Keras may run the
+    batch ends in a thread pool instead of waiting for every step's result.
+    """
+    keras = import_keras()
+
+    class TrainingCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
+        async_safe = True
+
+        def __init__(self, interrupted: list[int] | None = None) -> None:
+            super().__init__()
+            self.interrupted = interrupted if interrupted is not None else []
+            self.first_step_time: float | None = None
+
+        def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if self.first_step_time is None:
+                self.first_step_time = time.perf_counter()
+
+    return TrainingCallback
+
+
 def _trial_callback_class() -> type:
     keras = import_keras()
 
-    class _TrialCallback(keras.callbacks.Callback):  # type: ignore[name-defined]
+    class _TrialCallback(_training_callback_class()):  # type: ignore[misc]
         """Records the history, watches for divergence and asks the pruner, epoch by epoch.
 
         Divergence is checked on each batch's own loss (:class:`DivergenceWatch`, from the
@@ -129,8 +168,6 @@ def _trial_callback_class() -> type:
         next batch begin, in the training loop's own thread.
         """
 
-        async_safe = True
-
         def __init__(
             self,
             metric: str,
@@ -138,15 +175,13 @@ def _trial_callback_class() -> type:
             report: Callable[[float, int], bool] | None,
             interrupted: list[int] | None = None,
         ) -> None:
-            super().__init__()
-            self.interrupted = interrupted if interrupted is not None else []
+            super().__init__(interrupted)
             self.metric = metric
             self.watch = watch
             self.report = report
             self.history: dict[str, list[float]] = {"epoch": [], "lr": []}
             self.diverged_at_step: int | None = None
             self.pruned = False
-            self.first_step_time: float | None = None
             self._epoch_lr = 0.0
             self._trained: Any = None
 
@@ -167,13 +202,8 @@ def _trial_callback_class() -> type:
             self._epoch_lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             self.watch.start_epoch()
 
-        def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            if self.interrupted:
-                raise KeyboardInterrupt
-
         def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-            if self.first_step_time is None:
-                self.first_step_time = time.perf_counter()
+            super().on_train_batch_end(batch, logs)
             mean = (logs or {}).get("loss")
             if mean is not None and self.watch.update(batch, float(mean)):
                 self.diverged_at_step = self.watch.diverged_at_step
@@ -247,6 +277,7 @@ def train(
     base_dir: Path | None = None,
     epochs: int | None = None,
     keep_model: bool = False,
+    shuffle_seed: int | None = None,
 ) -> TrainResult:
     """Trains the study's model with ``point``'s schedule; returns the per-epoch history.
 
@@ -259,6 +290,8 @@ def train(
         base_dir: Folder of the study file, for ``python:`` targets.
         epochs: Overrides the configured number of epochs.
         keep_model: Put the trained model in ``result.extra["model"]``.
+        shuffle_seed: Seeds the batch order apart from the weights (a packed trial's shared
+            order, see :mod:`lrsearch.packing`); by default ``seed`` seeds both.
     """
     keras = import_keras()
     from lrsearch.schedules import PlateauCallback
@@ -267,13 +300,7 @@ def train(
     with _sigint_held() as interrupted:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
-        model = build_model(
-            config.model.type,
-            input_shape=dataset.input_shape,
-            n_classes=dataset.n_classes,
-            params=config.model.params,
-            base_dir=base_dir,
-        )
+        model = build_study_model(config, dataset, base_dir)
         schedule = point.build()
         model.compile(
             optimizer=make_optimizer(config, schedule),
@@ -289,6 +316,8 @@ def train(
         callbacks: list[Any] = [tracker]
         if point.family == "plateau":
             callbacks.insert(0, PlateauCallback(schedule))
+        if shuffle_seed is not None:
+            keras.utils.set_random_seed(shuffle_seed)
         model.fit(
             dataset.x_train,
             dataset.y_train,
@@ -359,6 +388,7 @@ class Objective:
         # diverged) while the trial can still take attributes: artifact uploads hook in here.
         self.on_trial_end = on_trial_end
         self.current_trial: optuna.Trial | None = None
+        self.current_trials: list[optuna.Trial] = []  # the running pack's
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -380,13 +410,7 @@ class Objective:
             ) from None
         keras.backend.clear_session()
         try:
-            model = build_model(
-                config.model.type,
-                input_shape=data.input_shape,
-                n_classes=data.n_classes,
-                params=config.model.params,
-                base_dir=self.base_dir,
-            )
+            model = build_study_model(config, data, self.base_dir)
         except (ConfigError, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model code; one line
@@ -445,9 +469,8 @@ class Objective:
         number = trial.number if original is None else int(original)
         return (self.config.study.seed + number) % 2**32
 
-    def _run(self, trial: optuna.Trial) -> float:
-        import optuna
-
+    def begin(self, trial: optuna.Trial) -> tuple[SchedulePoint, int]:
+        """Samples (or replays) the trial's schedule, records it with the seed; returns both."""
         point = self.point_for(trial)
         seed = self._seed(trial)
         TrialRecord(
@@ -458,15 +481,26 @@ class Objective:
         ).write(trial)
         if self.on_trial_start is not None:
             self.on_trial_start(trial, point)
+        return point, seed
+
+    def reporter(self, trial: optuna.Trial) -> Callable[[float, int], bool]:
+        """``report(value, epoch) -> prune?``: the epoch's value to the trial, the pruner asked."""
 
         def report(value: float, epoch: int) -> bool:
             trial.report(value, epoch)
             # pruning after the last epoch would save nothing and hide a finished result
             return epoch < self.config.training.epochs and bool(trial.should_prune())
 
-        result = train(
-            self.config, self.dataset, point, seed=seed, report=report, base_dir=self.base_dir
-        )
+        return report
+
+    def finish(self, trial: optuna.Trial, result: TrainResult) -> float:
+        """Records a training's result on its trial; returns the value of a complete trial.
+
+        Raises:
+            optuna.TrialPruned: The trial was pruned or diverged (recorded as such).
+        """
+        import optuna
+
         history = _json_safe(result.history)
         TrialRecord(
             history=history,
@@ -485,6 +519,59 @@ class Objective:
             raise optuna.TrialPruned(f"pruned after epoch {result.epochs_run}")
         assert result.value is not None
         return float(result.value)
+
+    def _run(self, trial: optuna.Trial) -> float:
+        point, seed = self.begin(trial)
+        result = train(
+            self.config,
+            self.dataset,
+            point,
+            seed=seed,
+            report=self.reporter(trial),
+            base_dir=self.base_dir,
+        )
+        return self.finish(trial, result)
+
+    def run_pack(self, trials: list[optuna.Trial]) -> list[float | BaseException]:
+        """Trains ``trials`` as one pack (:func:`lrsearch.packing.train_pack`); returns, per
+        trial, its value or the ``optuna.TrialPruned`` that ends it.
+
+        The pack's batch order is seeded by its first trial's seed (``shuffle_seed``, recorded
+        on every trial of the pack with ``pack_size``).
+
+        Raises:
+            KeyboardInterrupt: after marking every trial of the pack interrupted.
+        """
+        import optuna
+
+        from lrsearch.packing import train_pack
+
+        self.current_trials = list(trials)
+        try:
+            begun = [self.begin(trial) for trial in trials]
+            shuffle_seed = begun[0][1]
+            for trial in trials:
+                TrialRecord(pack_size=len(trials), shuffle_seed=shuffle_seed).write(trial)
+            results = train_pack(
+                self.config,
+                self.dataset,
+                [point for point, _ in begun],
+                seeds=[seed for _, seed in begun],
+                shuffle_seed=shuffle_seed,
+                reports=[self.reporter(trial) for trial in trials],
+                base_dir=self.base_dir,
+            )
+        except KeyboardInterrupt:
+            for trial in trials:
+                TrialRecord(interrupted=True).write(trial)
+            raise
+        outcomes: list[float | BaseException] = []
+        for trial, result in zip(trials, results, strict=True):
+            try:
+                outcomes.append(self.finish(trial, result))
+            except optuna.TrialPruned as exc:
+                outcomes.append(exc)
+        return outcomes
 
 
 def _json_safe(history: dict[str, list[float]]) -> dict[str, list[float | None]]:

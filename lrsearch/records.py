@@ -131,6 +131,10 @@ class TrialRecord(_Record):
     """True when Ctrl-C stopped the trial (it is queued again)."""
     error: str | None = _key("error")
     """Why the trial failed: ``"Type: message (at file.py:12)"``."""
+    pack_size: int | None = _key("pack_size")
+    """How many trials trained together in one packed ``fit`` (:mod:`lrsearch.packing`)."""
+    shuffle_seed: int | None = _key("shuffle_seed")
+    """A packed trial's batch order, shared by its pack (``seed`` then seeds its weights)."""
 
     #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
     OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"

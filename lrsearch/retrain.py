@@ -39,7 +39,8 @@ def retrain(
     """Trains trial ``trial`` (default: the best) of study ``name`` again and saves the model.
 
     The study's stored configuration (data, model, optimizer), the trial's absolute schedule and
-    its seed are used; a plateau schedule gets its :class:`~lrsearch.schedules.PlateauCallback`.
+    its seed (and a packed trial's batch order, ``shuffle_seed``) are used; a plateau schedule
+    gets its :class:`~lrsearch.schedules.PlateauCallback`.
     With ``epochs`` the training runs that long on the same schedule (its steps past the
     trial's budget hold the schedule's end value).
 
@@ -78,7 +79,14 @@ def retrain(
     dataset = load_data(config, base_dir)  # None: relative paths from the current folder
     point = SchedulePoint.from_record(record)
     result = train(
-        config, dataset, point, seed=seed, epochs=epochs, keep_model=True, base_dir=base_dir
+        config,
+        dataset,
+        point,
+        seed=seed,
+        epochs=epochs,
+        keep_model=True,
+        base_dir=base_dir,
+        shuffle_seed=record.shuffle_seed,  # a packed trial's batch order (else seed's)
     )
     model: Any = result.extra["model"]
     detach_scale(model.optimizer)  # else Keras loads none of the optimizer's variables

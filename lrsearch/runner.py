@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,7 @@ class Runner:
         recycle_mb: int | None = None,
         salt: int | None = None,
         poll_seconds: float = 2.0,
+        pack: int | None = None,
     ) -> None:
         self.handle = prepared.handle
         self.objective = prepared.objective
@@ -250,6 +252,7 @@ class Runner:
         self.memory = _MemoryWatch(recycle_mb)
         self.salt = salt
         self.poll_seconds = poll_seconds
+        self.pack = pack if pack is not None else self.objective.config.training.pack
         self.ran = 0
 
     def run(self) -> RunSummary:
@@ -276,8 +279,14 @@ class Runner:
                 self._loop()
         except KeyboardInterrupt:
             self.reporter.close()
-            number = self.handle.requeue_interrupted(self.objective.current_trial)
-            where = f"trial #{number} was queued to run again; " if number is not None else ""
+            current = self.objective.current_trial
+            interrupted = self.objective.current_trials or ([current] if current else [])
+            numbers = [self.handle.requeue_interrupted(trial) for trial in interrupted]
+            queued = [f"#{n}" for n in numbers if n is not None]
+            where = ""
+            if queued:
+                where = f"trial {', '.join(queued)} {'was' if len(queued) == 1 else 'were'} "
+                where += "queued to run again; "
             raise Interrupted(
                 f"Interrupted: {where}resume with the same command (Ctrl-C again aborts at once)."
             ) from None
@@ -307,6 +316,9 @@ class Runner:
             if done + running >= self.budget:
                 time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
                 continue
+            if self.pack > 1:
+                self._run_pack(min(self.pack, self.budget - done - running))
+                continue
             study.optimize(
                 _guarded(self.objective),
                 n_trials=None,
@@ -317,21 +329,66 @@ class Runner:
                 show_progress_bar=False,
             )
 
+    def _run_pack(self, size: int) -> None:
+        """Asks ``size`` trials and trains them as one pack (:meth:`Objective.run_pack`), each
+        with its heartbeat; tells each its outcome. An error fails the whole pack (recorded on
+        each trial); Ctrl-C leaves the trials to :meth:`run`'s requeue."""
+        import optuna
+        from optuna.trial import TrialState
+
+        from lrsearch._optuna import heartbeats
+
+        study = self.handle.optuna
+        with warnings.catch_warnings():
+            # "Heartbeat of storage is supposed to be used with Study.optimize": here each
+            # trial of the pack gets the heartbeat optimize would give it (_optuna.heartbeats)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trials = [study.ask() for _ in range(size)]
+        self.objective.current_trials = trials
+        try:
+            with heartbeats(study, trials):
+                outcomes: list[float | BaseException] = self.objective.run_pack(trials)
+        except KeyboardInterrupt:
+            for trial in trials:
+                study.tell(trial, state=TrialState.FAIL)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on every trial of the pack
+            cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
+            text = describe_error(
+                cause if isinstance(cause, Exception) else exc, self.objective.base_dir
+            )
+            outcomes = [TrialError(text)] * len(trials)
+            for trial in trials:
+                TrialRecord(error=text).write(trial)
+        self.objective.current_trials = []
+        for trial, outcome in zip(trials, outcomes, strict=True):
+            if isinstance(outcome, optuna.TrialPruned):
+                frozen = study.tell(trial, state=TrialState.PRUNED)
+            elif isinstance(outcome, BaseException):
+                frozen = study.tell(trial, state=TrialState.FAIL)
+            else:
+                frozen = study.tell(trial, outcome)
+            self._bookkeep(study, frozen)  # the loop checks budget, failures and memory
+
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Bookkeeping per trial: a few aggregate queries, whatever the study's size."""
+        """``optimize``'s callback: the bookkeeping, and stop when it says so."""
+        if self._bookkeep(study, trial):
+            study.stop()
+
+    def _bookkeep(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Bookkeeping per trial: a few aggregate queries, whatever the study's size. Returns
+        whether this worker should stop taking trials (budget, failures, memory)."""
         import optuna
 
         self.ran += 1
-        if self.memory.grown_too_much():
-            study.stop()
+        grown = self.memory.grown_too_much()
         optuna.storages.fail_stale_trials(study)
         done, running = self.handle.progress()
         self.reporter.trial_done(trial, done, self.handle.best())
         if self.artifacts is not None and trial.state.name in ("COMPLETE", "PRUNED"):
             self.artifacts.trial_finished(study, trial)
         self.failures.record(trial)
-        if self.failures.stop or done + running >= self.budget:
-            study.stop()
+        return grown or self.failures.stop or done + running >= self.budget
 
 
 class _MemoryWatch:
@@ -426,6 +483,7 @@ def run_study(
     echo_err: Callable[[str], None] | None = None,
     backend: str | None = None,
     artifacts: str | None = None,
+    pack: int | None = None,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until it has ``n_trials`` finished ones.
 
@@ -435,13 +493,16 @@ def run_study(
     started here (:func:`lrsearch.workers.run_in_workers`); without, in this process.
     ``artifacts`` names the artifact store for trial pictures (``None``: none in this process;
     the workers default as ``lrsearch start`` does). Lines go to ``echo``; the workers' error
-    lines to ``echo_err`` (default: standard error).
+    lines to ``echo_err`` (default: standard error). ``pack`` (default ``training.pack``) trains
+    that many trials at once in one packed model (:mod:`lrsearch.packing`).
 
     Raises:
         Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
         ConfigError, DataError, StorageError: bad input, before any training.
     """
     timeout = timeout if timeout is not None else config.study.timeout
+    if pack is not None:
+        config = config.with_pack(pack)
     if workers is not None:
         from lrsearch import settings
         from lrsearch.storage import check_storage_url

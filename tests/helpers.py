@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["PNG", "TINY_TOML", "free_port", "start", "tiny_study_file"]
+__all__ = ["PNG", "TINY_TOML", "free_port", "pytest_under_jax", "start", "tiny_study_file"]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 """The eight-byte signature every PNG file starts with."""
@@ -105,3 +105,24 @@ def start(args: list[str], port: int) -> subprocess.Popen[str]:
             time.sleep(0.2)
     proc.kill()
     raise AssertionError("dashboard did not start")
+
+
+def pytest_under_jax(module: str, selection: str, *, timeout: float = 900) -> None:
+    """Runs ``pytest module -k selection`` with Keras on JAX in a fresh process (Keras fixes its
+    backend at import) and fails with the run's last lines unless every selected test passed."""
+    import pytest
+
+    pytest.importorskip("jax")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", module]
+        + ["-k", selection],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        cwd=root,
+        timeout=timeout,
+    )
+    tail = "\n".join(proc.stdout.splitlines()[-15:])
+    assert proc.returncode == 0, tail
+    assert " passed" in tail and "failed" not in tail and "error" not in tail.lower(), tail

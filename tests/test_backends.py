@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from lrsearch._imports import import_keras, select_backend
 from lrsearch.exceptions import ConfigError
 from lrsearch.records import StudyRecord, TrialRecord
+from tests.helpers import pytest_under_jax
 
 TINY = """\
 [study]
@@ -148,29 +148,4 @@ JAX_SELECTION = (
 @pytest.mark.slow
 def test_schedule_exactness_under_jax() -> None:
     """tests/test_schedules.py again, with Keras on JAX (the schedules run in keras.ops)."""
-    pytest.importorskip("jax")
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-p",
-            "no:cacheprovider",
-            "tests/test_schedules.py",
-            "-k",
-            JAX_SELECTION,
-        ],
-        capture_output=True,
-        text=True,
-        env={**ENV, "KERAS_BACKEND": "jax"},
-        cwd=root,
-        timeout=900,
-    )
-    tail = "\n".join(proc.stdout.splitlines()[-5:])
-    assert proc.returncode == 0, tail
-    assert " passed" in tail and "failed" not in tail
-    summary = json.dumps(tail)
-    assert "error" not in summary.lower()
+    pytest_under_jax("tests/test_schedules.py", JAX_SELECTION)

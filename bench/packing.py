@@ -1,0 +1,153 @@
+"""Packed trials: trials per minute at pack sizes 1..32, and a whole study packed vs one by one.
+
+``throughput``: for a study file, trains K trials' schedules (sampled from its space, no
+pruning, the file's epochs) as one pack (``lrsearch.packing.train_pack``) and, for K = 1, as one
+unpacked trial (``objective.train``, today's path), in one process per Keras backend. Pack
+sizes are alternated within a round and rounds repeated, so every size sees the same machine
+load; prints the median trials per minute per size and the ratio to K = 1.
+
+``study``: runs ``lrsearch start STUDY --pack K`` and ``--pack 1`` on fresh SQLite files for a
+few study seeds, alternated, and prints wall time and the best value each reached.
+
+    python bench/packing.py throughput [--study studies/digits.toml] [--sizes 1 4 8 16 32]
+                                       [--rounds 2] [--backends tensorflow jax]
+    python bench/packing.py study [--study studies/digits.toml] [--pack 8] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LRSEARCH_ARTIFACTS": "none"}
+
+
+def child(study: str, sizes: list[int], rounds: int) -> None:
+    """One backend: seconds per pack for each size, alternated; JSON on stdout."""
+    import optuna
+
+    from lrsearch._imports import import_keras
+    from lrsearch.config import load_study_file
+    from lrsearch.objective import load_data, make_budget, train
+    from lrsearch.packing import train_pack
+    from lrsearch.space import SearchSpace
+
+    keras = import_keras()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config, _ = load_study_file(study)
+    dataset = load_data(config)
+    space = SearchSpace.from_config(
+        config.space, make_budget(config, dataset), optimizer=config.training.optimizer
+    )
+    sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    points = [space.suggest(sampler.ask()) for _ in range(max(sizes))]
+    train(config, dataset, points[0], seed=0, epochs=1)  # warm-up: imports, first traces
+    train_pack(config, dataset, points[:2], seeds=[0, 1], shuffle_seed=0, epochs=1)
+    seconds: dict[int, list[float]] = {k: [] for k in sizes}
+    for r in range(rounds):
+        for k in sizes if r % 2 == 0 else list(reversed(sizes)):
+            start = time.perf_counter()
+            if k == 1:
+                train(config, dataset, points[0], seed=r)
+            else:
+                seeds = [r * 100 + i for i in range(k)]
+                train_pack(config, dataset, points[:k], seeds=seeds, shuffle_seed=r)
+            seconds[k].append(time.perf_counter() - start)
+    print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds}))
+
+
+def throughput(args: argparse.Namespace) -> None:
+    backends = [b for b in args.backends if importlib.util.find_spec(b) is not None]
+    print(f"study {args.study}, sizes {args.sizes}, {args.rounds} rounds, backends {backends}")
+    for backend in backends:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "child",
+                "--study",
+                args.study,
+                "--rounds",
+                str(args.rounds),
+            ]
+            + ["--sizes", *map(str, args.sizes)],
+            capture_output=True,
+            text=True,
+            env={**ENV, "KERAS_BACKEND": backend},
+            check=True,
+        )
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        per_minute = {
+            int(k): 60 * int(k) / statistics.median(v) for k, v in result["seconds"].items()
+        }
+        base = per_minute[min(per_minute)]
+        print(f"\n{backend}: pack size | s per pack (median) | trials/min | vs pack 1")
+        for k in sorted(per_minute):
+            s = statistics.median(result["seconds"][str(k)])
+            print(f"  {k:>3} | {s:7.1f} | {per_minute[k]:6.1f} | {per_minute[k] / base:5.1f}x")
+
+
+def study(args: argparse.Namespace) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    text = Path(args.study).read_text(encoding="utf-8")
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in args.seeds:
+            for pack in (args.pack, 1) if seed % 2 == 0 else (1, args.pack):
+                path = Path(folder) / f"s{seed}-p{pack}.toml"
+                path.write_text(text.replace("seed = 0", f"seed = {seed}", 1), encoding="utf-8")
+                url = f"sqlite:///{Path(folder) / f's{seed}-p{pack}.db'}"
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "lrsearch.cli", "start", str(path), "--no-progress"]
+                    + ["--pack", str(pack), "--storage", url],
+                    capture_output=True,
+                    text=True,
+                    env=ENV,
+                    check=True,
+                )
+                seconds = time.perf_counter() - start
+                s = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
+                rows.append((seed, pack, seconds, s.best_value, len(s.trials)))
+                print(f"seed {seed} pack {pack:>2}: {seconds:6.1f} s, best {s.best_value:.4f}")
+    for pack in (1, args.pack):
+        mine = [r for r in rows if r[1] == pack]
+        print(
+            f"pack {pack:>2}: median {statistics.median(r[2] for r in mine):.1f} s, best values "
+            f"{[round(r[3], 4) for r in mine]}"
+        )
+    slow = statistics.median(r[2] for r in rows if r[1] == 1)
+    fast = statistics.median(r[2] for r in rows if r[1] == args.pack)
+    print(f"wall time ratio (pack 1 / pack {args.pack}): {slow / fast:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=["throughput", "study", "child"])
+    parser.add_argument("--study", default="studies/digits.toml")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
+    parser.add_argument("--pack", type=int, default=8)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    if args.part == "child":
+        child(args.study, args.sizes, args.rounds)
+    elif args.part == "throughput":
+        throughput(args)
+    else:
+        study(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""Packed trials (lrsearch.packing): each copy trains as its unpacked trial, and alone.
+
+Real Keras trainings on a slice of digits; the unpacked reference is ``objective.train`` with the
+pack's batch order (``shuffle_seed``). ``test_exactness_under_jax`` runs the exactness tests
+again with Keras on JAX, in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from lrsearch._imports import import_keras
+from lrsearch.config import MAX_PACK, StudyConfig, parse_study_config
+from lrsearch.objective import TrainResult, load_data, make_budget, train
+from lrsearch.packing import train_pack
+from lrsearch.schedules import FAMILIES
+from lrsearch.space import SchedulePoint, SearchSpace
+from tests.helpers import pytest_under_jax
+
+SEEDS_FROM = 101
+SHUFFLE = 7
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
+
+
+def _config(
+    model: dict, optimizer: str = "adam", epochs: int = 3, divergence_factor: float = 10.0
+) -> StudyConfig:
+    training = {"epochs": epochs, "optimizer": optimizer, "divergence_factor": divergence_factor}
+    return parse_study_config(
+        {
+            "study": {"name": "pack", "seed": 0, "metric": "val_loss"},
+            "data": {"source": "digits", "limit": 240},
+            "model": model,
+            "training": training,
+            "space": {
+                "learning_rate": [3e-3, 3e-2] if optimizer != "sgd" else [3e-2, 0.3],
+                # a stalled metric on every epoch: the plateau copy cuts its own rate
+                "plateau": {"patience": 1, "min_delta": 10.0, "factor": 0.5},
+            },
+        }
+    )
+
+
+MLP = {"type": "mlp", "hidden": [12, 8]}
+CNN = {"type": "cnn", "filters": [4], "dense": 8}
+
+
+def _points(config: StudyConfig, families: list[str], seed: int = 3) -> list[SchedulePoint]:
+    dataset = load_data(config)
+    space = SearchSpace.from_config(
+        config.space, make_budget(config, dataset), optimizer=config.training.optimizer
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    points = []
+    for family in families:
+        study.enqueue_trial({"family": family})
+        points.append(space.suggest(study.ask()))
+    return points
+
+
+def _assert_same(packed: TrainResult, unpacked: TrainResult, rtol: float) -> None:
+    assert packed.outcome == unpacked.outcome
+    assert packed.epochs_run == unpacked.epochs_run
+    for key in METRICS:
+        a = np.asarray(packed.history[key], dtype="float64")
+        b = np.asarray(unpacked.history[key], dtype="float64")
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-7, err_msg=key)
+
+
+def _tolerance() -> float:
+    # TensorFlow: the same kernels, so (nearly) the same bits; JAX: XLA may fuse differently
+    return 1e-5 if import_keras().backend.backend() == "tensorflow" else 1e-4
+
+
+@pytest.mark.parametrize(
+    ("model", "optimizer", "stacked"),
+    [(MLP, "adam", True), (MLP, "sgd", False), (CNN, "adamw", False)],
+    ids=["mlp-stacked-adam", "mlp-side-by-side-sgd", "cnn-side-by-side-adamw"],
+)
+def test_every_family_trains_as_its_unpacked_trial(
+    model: dict, optimizer: str, stacked: bool
+) -> None:
+    """One pack holding every family; copy k's per-epoch loss, accuracy (train and val) and
+    learning rate equal the unpacked training with its seed and the pack's batch order."""
+    config = _config(model, optimizer)
+    dataset = load_data(config)
+    points = _points(config, list(FAMILIES))
+    seeds = [SEEDS_FROM + k for k in range(len(points))]
+    packed = train_pack(
+        config, dataset, points, seeds=seeds, shuffle_seed=SHUFFLE, stacked=stacked
+    )
+    for point, seed, result in zip(points, seeds, packed, strict=True):
+        unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE)
+        _assert_same(result, unpacked, _tolerance())
+        assert result.extra == {"pack_size": len(points), "shuffle_seed": SHUFFLE}
+    plateau = packed[list(FAMILIES).index("plateau")]
+    assert plateau.history["lr"][2] < plateau.history["lr"][1]  # its own cut was exercised
+    losses = {round(r.history["loss"][-1], 6) for r in packed}
+    assert len(losses) == len(packed)  # the copies really differ
+
+
+def _replace_lr(point: SchedulePoint, learning_rate: float) -> SchedulePoint:
+    absolute = {**point.absolute, "learning_rate": learning_rate}
+    if "base_learning_rate" in absolute:
+        absolute["base_learning_rate"] = learning_rate / 10
+    if "min_learning_rate" in absolute:
+        absolute["min_learning_rate"] = 0.0
+    if "end_learning_rate" in absolute:
+        absolute["end_learning_rate"] = 0.0
+    return SchedulePoint(point.family, dict(point.relative), absolute, point.total_steps)
+
+
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "side-by-side"])
+def test_a_copy_that_diverges_or_is_pruned_leaves_the_others_bit_identical(
+    stacked: bool,
+) -> None:
+    # factor 2: on JAX a softmax crossentropy is clipped at ~16, so a blow-up shows as a loss
+    # several times the first batch's, not as NaN
+    config = _config(MLP, "sgd", epochs=3, divergence_factor=2.0)
+    dataset = load_data(config)
+    points = _points(config, ["cosine", "constant", "onecycle", "wsd"])
+    seeds = [SEEDS_FROM + k for k in range(len(points))]
+    calm = train_pack(config, dataset, points, seeds=seeds, shuffle_seed=SHUFFLE, stacked=stacked)
+
+    wild = list(points)
+    wild[1] = _replace_lr(points[1], 10.0)  # SGD at lr 10: NaN within a few steps
+    pruned_at = []
+
+    def prune_at_first_epoch(value: float, epoch: int) -> bool:
+        pruned_at.append(epoch)
+        return True
+
+    reports = [None, None, prune_at_first_epoch, None]
+    other = train_pack(
+        config,
+        dataset,
+        wild,
+        seeds=seeds,
+        shuffle_seed=SHUFFLE,
+        reports=reports,
+        stacked=stacked,
+    )
+    assert other[1].outcome == "diverged"
+    assert other[1].diverged_at_step is not None and other[1].diverged_at_step >= 1
+    steps = dataset.steps_per_epoch(config.data.batch_size)
+    assert other[1].epochs_run == -(-other[1].diverged_at_step // steps)  # its epoch, then frozen
+    assert other[2].outcome == "pruned" and other[2].epochs_run == 1 and pruned_at == [1]
+    assert other[2].history["loss"] == calm[2].history["loss"][:1]
+    for k in (0, 3):
+        assert other[k].outcome == "complete"
+        assert other[k].history == calm[k].history  # bit-identical, every epoch
+
+
+def test_a_frozen_copy_no_longer_changes() -> None:
+    """A pruned copy's variables stay as they were when it ended (SGD's momentum would
+    otherwise still move them), while the running copies train on."""
+    keras = import_keras()
+    config = _config(MLP, "sgd", epochs=3)
+    dataset = load_data(config)
+    points = _points(config, ["constant", "constant"])
+    snapshots: list[list[np.ndarray]] = []
+
+    class Snapshot(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            numpy = keras.ops.convert_to_numpy
+            snapshots.append([numpy(v) for v in self.model.trainable_variables])
+
+    train_pack(
+        config,
+        dataset,
+        points,
+        seeds=[1, 2],
+        shuffle_seed=SHUFFLE,
+        reports=[lambda value, epoch: True, None],
+        stacked=True,
+        callbacks=[Snapshot()],
+    )
+    # snapshot after epoch 1 is taken before the freeze takes effect (epoch 2 on)
+    _, after_2, after_3 = snapshots
+    for v2, v3 in zip(after_2, after_3, strict=True):
+        np.testing.assert_array_equal(v2[0], v3[0])  # copy 0 (pruned): frozen
+        assert not np.array_equal(v2[1], v3[1])  # copy 1 trains on
+
+
+def test_pack_size_is_bounded_in_the_study_file() -> None:
+    with pytest.raises(Exception, match="pack"):
+        parse_study_config({"study": {"name": "x"}, "training": {"pack": MAX_PACK + 1}})
+    config = parse_study_config({"study": {"name": "x"}, "training": {"pack": 4}})
+    assert config.training.pack == 4
+    assert config.with_pack(2).training.pack == 2
+    with pytest.raises(Exception, match="--pack"):
+        config.with_pack(0)
+
+
+def test_cli_pack_limit_is_the_config_limit() -> None:
+    from lrsearch import cli
+
+    assert cli._MAX_PACK == MAX_PACK
+
+
+@pytest.mark.slow
+def test_exactness_under_jax() -> None:
+    """The exactness (stacked MLP) and isolation tests above again, with Keras on JAX."""
+    pytest_under_jax("tests/test_packing.py", "mlp-stacked-adam or bit_identical")
+
+
+# --- a packed study, as a user runs it ---------------------------------------------------------
+
+
+def _start(folder: Path, study_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lrsearch.cli", "start", str(study_file), "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LRSEARCH_ARTIFACTS": "none"},
+        timeout=600,
+    )
+
+
+def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path: Path) -> None:
+    """``lrsearch start --pack 3`` with a budget of 5: packs of 3 and 2, each trial a real
+    Optuna trial (params, per-epoch reports, attributes) like an unpacked study's; retraining a
+    packed trial alone gives its recorded history."""
+    from lrsearch.records import TrialRecord
+    from lrsearch.retrain import retrain
+    from tests.helpers import tiny_study_file
+
+    families = '["cosine", "cyclic", "plateau", "wsd"]'
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    packed_file = tiny_study_file(tmp_path, "packed", families)
+    plain_file = tiny_study_file(tmp_path, "plain", families)
+    run = _start(tmp_path, packed_file, "--pack", "3", "--n-trials", "5", "--storage", url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Heartbeat" not in run.stderr and "Traceback" not in run.stderr
+    assert "done: 5/5 finished" in run.stdout
+    plain = _start(tmp_path, plain_file, "--n-trials", "2", "--storage", url)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+
+    packed = optuna.load_study(study_name="packed", storage=url).trials
+    unpacked = optuna.load_study(study_name="plain", storage=url).trials
+    assert len(packed) == 5 and {t.state.name for t in packed} <= {"COMPLETE", "PRUNED"}
+    records = [TrialRecord.of(t) for t in packed]
+    assert [r.pack_size for r in records] == [3, 3, 3, 2, 2]
+    assert len({r.shuffle_seed for r in records[:3]}) == 1
+    assert [records[i].shuffle_seed == records[i].seed for i in (0, 3)] == [True, True]
+    assert len({r.seed for r in records}) == 5
+    extra = {TrialRecord.key("pack_size"), TrialRecord.key("shuffle_seed")}
+    for trial in packed:
+        same_kind = (
+            next(t for t in unpacked if t.state == trial.state)
+            if any(t.state == trial.state for t in unpacked)
+            else unpacked[0]
+        )
+        assert set(trial.user_attrs) - extra == set(same_kind.user_attrs)
+        assert "family" in trial.params and "learning_rate" in trial.params
+        assert sorted(trial.intermediate_values) == list(range(1, 3))  # epochs 1 and 2
+        assert trial.datetime_complete is not None
+
+    complete = next(t for t in packed if t.state.name == "COMPLETE")
+    again = retrain("packed", tmp_path / "again.keras", storage_url=url, trial=complete.number)
+    stored = TrialRecord.of(complete).history or {}
+    for key in METRICS:
+        np.testing.assert_allclose(again.history[key], stored[key], rtol=1e-5, err_msg=key)
+
+
+# --- faults: Ctrl-C and kill -9 of a packed worker ---------------------------------------------
+
+LONG_TOML = """\
+[study]
+name = "{name}"
+n_trials = {n_trials}
+seed = 0
+pruner = "none"
+
+[data]
+source = "digits"
+limit = 200
+
+[model]
+type = "mlp"
+hidden = [8]
+
+[training]
+epochs = {epochs}
+pack = {pack}
+
+[space]
+families = ["cosine", "constant", "wsd"]
+"""
+
+
+def _popen(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lrsearch.cli", *args, "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=folder,
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONUNBUFFERED": "1",
+            "LRSEARCH_ARTIFACTS": "none",
+            **env,
+        },
+    )
+
+
+def _wait_running(url: str, name: str, count: int, procs: list[subprocess.Popen[str]]) -> None:
+    """Until ``count`` trials of study ``name`` run and have reported an epoch."""
+    import time
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                pytest.fail(f"lrsearch exited early ({proc.returncode}): {proc.communicate()}")
+        try:
+            trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+        except KeyError:
+            trials = []
+        running = [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+        if len(running) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{count} trials of {name} were not running within 180 s")
+
+
+def test_ctrl_c_stops_a_pack_and_queues_all_its_trials(tmp_path: Path) -> None:
+    import signal
+
+    from lrsearch.records import TrialRecord
+
+    study_file = tmp_path / "ctrlc.toml"
+    study_file.write_text(LONG_TOML.format(name="ctrlc", n_trials=3, epochs=80, pack=3))
+    url = f"sqlite:///{tmp_path / 'ctrlc.db'}"
+    proc = _popen(tmp_path, "start", str(study_file), "--storage", url)
+    try:
+        _wait_running(url, "ctrlc", 3, [proc])
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    both = stdout + stderr
+    assert proc.returncode == 130, both
+    assert "trial #0, #1, #2 were queued to run again" in both, both
+    assert "Traceback" not in both, both
+    trials = optuna.load_study(study_name="ctrlc", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL"] * 3 + ["WAITING"] * 3
+    assert all(TrialRecord.of(t).interrupted for t in trials[:3])
+    assert [TrialRecord.of(t).retry_of for t in trials[3:]] == [0, 1, 2]
+    assert [TrialRecord.of(t).seed for t in trials[3:]] == [
+        TrialRecord.of(t).seed for t in trials[:3]
+    ]
+
+    resumed = _popen(tmp_path, "start", str(study_file), "--storage", url, "--pack", "3")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stdout + stderr
+    assert "done: 3/3 finished" in stdout
+    trials = optuna.load_study(study_name="ctrlc", storage=url).trials
+    assert [t.state.name for t in trials[3:]] == ["COMPLETE"] * 3
+    assert [t.params for t in trials[3:]] == [t.params for t in trials[:3]]
+    assert {TrialRecord.of(t).pack_size for t in trials[3:]} == {3}
+
+
+@pytest.mark.slow
+def test_killed_packed_worker_trials_are_failed_and_rerun_by_the_other(tmp_path: Path) -> None:
+    """Two workers with packs of 2 on one PostgreSQL study; kill -9 of one mid-pack fails its
+    two trials (no heartbeat) and the other worker runs them again, as a pack."""
+    from tests.servers import server_database
+
+    with server_database("postgresql", "pack_kill") as url:
+        study_file = tmp_path / "kill.toml"
+        study_file.write_text(LONG_TOML.format(name="kill", n_trials=4, epochs=100, pack=2))
+        env = {"LRSEARCH_HEARTBEAT_INTERVAL": "1", "LRSEARCH_GRACE_PERIOD": "3"}
+        a = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
+        b = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
+        try:
+            _wait_running(url, "kill", 4, [a, b])
+            a.kill()
+            stdout, stderr = b.communicate(timeout=300)
+        finally:
+            for proc in (a, b):
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+        assert b.returncode == 0, stdout + stderr
+        assert "Traceback" not in stdout + stderr
+        trials = optuna.load_study(study_name="kill", storage=url).trials
+        failed = [t for t in trials if t.state.name == "FAIL"]
+        assert len(failed) == 2, [(t.number, t.state.name) for t in trials]
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
+        assert sorted(t.system_attrs["failed_trial"] for t in retries) == sorted(
+            t.number for t in failed
+        )
+        assert all(t.state.name == "COMPLETE" for t in retries)
+        by_number = {t.number: t for t in trials}
+        for retry in retries:
+            assert retry.params == by_number[retry.system_attrs["failed_trial"]].params
+        assert len([t for t in trials if t.state.name == "COMPLETE"]) == 4
