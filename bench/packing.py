@@ -1,10 +1,11 @@
 """Packed trials: trials per minute at pack sizes 1..32, and a whole study packed vs one by one.
 
 ``throughput``: for a study file, trains K trials' schedules (sampled from its space, no
-pruning, the file's epochs) as one pack (``lrsearch.packing.train_pack``) and, for K = 1, as one
-unpacked trial (``objective.train``, today's path), in one process per Keras backend. Pack
-sizes are alternated within a round and rounds repeated, so every size sees the same machine
-load; prints the median trials per minute per size and the ratio to K = 1.
+pruning, the file's epochs) as packs on one ``lrsearch.packing.PackTrainer`` per size (its first
+pack builds and compiles; later packs reuse it, as a worker does), and single trials on the
+unpacked path (``objective.train``: build, compile, fit each trial), in one process per Keras
+backend. Sizes are alternated within a round and rounds repeated, so every variant sees the same
+machine load; prints seconds per pack and steady trials per minute against the unpacked path.
 
 ``study``: runs ``lrsearch start STUDY --pack K`` and ``--pack 1`` on fresh SQLite files for a
 few study seeds, alternated, and prints wall time and the best value each reached.
@@ -31,13 +32,18 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "LRSEARCH_ARTIFACTS": "none"}
 
 
 def child(study: str, sizes: list[int], rounds: int) -> None:
-    """One backend: seconds per pack for each size, alternated; JSON on stdout."""
+    """One backend: seconds per pack for each size, alternated; JSON on stdout.
+
+    ``unpacked``: one trial on today's path (``objective.train``: build, compile, fit).
+    ``first``: a pack size's first pack (its ``PackTrainer`` built and compiled, then a fit).
+    ``steady``: later packs on the same compiled trainer (what a worker pays after its first).
+    """
     import optuna
 
     from lrsearch._imports import import_keras
     from lrsearch.config import load_study_file
     from lrsearch.objective import load_data, make_budget, train
-    from lrsearch.packing import train_pack
+    from lrsearch.packing import PackTrainer
     from lrsearch.space import SearchSpace
 
     keras = import_keras()
@@ -50,18 +56,26 @@ def child(study: str, sizes: list[int], rounds: int) -> None:
     sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     points = [space.suggest(sampler.ask()) for _ in range(max(sizes))]
     train(config, dataset, points[0], seed=0, epochs=1)  # warm-up: imports, first traces
-    train_pack(config, dataset, points[:2], seeds=[0, 1], shuffle_seed=0, epochs=1)
-    seconds: dict[int, list[float]] = {k: [] for k in sizes}
-    for r in range(rounds):
+    trainers: dict[int, PackTrainer] = {}
+    result: dict[str, dict[int, list[float]]] = {
+        "unpacked": {1: []},
+        "first": {k: [] for k in sizes},
+        "steady": {k: [] for k in sizes},
+    }
+    for r in range(rounds + 1):
         for k in sizes if r % 2 == 0 else list(reversed(sizes)):
+            seeds = [r * 100 + i for i in range(k)]
             start = time.perf_counter()
-            if k == 1:
-                train(config, dataset, points[0], seed=r)
-            else:
-                seeds = [r * 100 + i for i in range(k)]
-                train_pack(config, dataset, points[:k], seeds=seeds, shuffle_seed=r)
-            seconds[k].append(time.perf_counter() - start)
-    print(json.dumps({"backend": keras.backend.backend(), "seconds": seconds}))
+            if k not in trainers:
+                trainers[k] = PackTrainer(config, dataset, k)
+            trainers[k].train(points[:k], seeds=seeds, shuffle_seed=r)
+            kind = "first" if r == 0 else "steady"
+            result[kind][k].append(time.perf_counter() - start)
+        if r > 0:
+            start = time.perf_counter()
+            train(config, dataset, points[r % len(points)], seed=r)
+            result["unpacked"][1].append(time.perf_counter() - start)
+    print(json.dumps({"backend": keras.backend.backend(), **result}))
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -85,14 +99,16 @@ def throughput(args: argparse.Namespace) -> None:
             check=True,
         )
         result = json.loads(proc.stdout.strip().splitlines()[-1])
-        per_minute = {
-            int(k): 60 * int(k) / statistics.median(v) for k, v in result["seconds"].items()
-        }
-        base = per_minute[min(per_minute)]
-        print(f"\n{backend}: pack size | s per pack (median) | trials/min | vs pack 1")
-        for k in sorted(per_minute):
-            s = statistics.median(result["seconds"][str(k)])
-            print(f"  {k:>3} | {s:7.1f} | {per_minute[k]:6.1f} | {per_minute[k] / base:5.1f}x")
+        unpacked = statistics.median(result["unpacked"]["1"])
+        base = 60 / unpacked
+        print(f"\n{backend}: unpacked (today's path): {unpacked:.2f} s per trial, {base:.1f}/min")
+        print("  pack | first pack s | steady pack s | trials/min steady | vs unpacked")
+        for k in sorted(int(k) for k in result["steady"]):
+            first = result["first"][str(k)][0]
+            steady = statistics.median(result["steady"][str(k)])
+            rate = 60 * k / steady
+            ratio = rate / base
+            print(f"  {k:>4} | {first:12.2f} | {steady:13.2f} | {rate:17.1f} | {ratio:6.1f}x")
 
 
 def study(args: argparse.Namespace) -> None:

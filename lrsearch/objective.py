@@ -113,6 +113,17 @@ def build_study_model(config: StudyConfig, dataset: Dataset, base_dir: Path | No
     )
 
 
+def build_metrics(model: Any, dataset: Dataset) -> None:
+    """Builds a compiled model's metrics and loss on one validation sample, no training.
+
+    ``fit`` otherwise builds them from its first batch, which on JAX draws one extra shuffle
+    permutation from NumPy's generator before the first epoch, but only in a model's first
+    ``fit``. Built beforehand, every ``fit`` after ``keras.utils.set_random_seed(s)`` sees the
+    same batch order on every backend (a packed trial's, see :mod:`lrsearch.packing`).
+    """
+    model.evaluate(dataset.x_val[:1], dataset.y_val[:1], verbose=0)
+
+
 def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
     """The study's Keras optimizer driven by ``schedule``."""
     keras = import_keras()
@@ -317,6 +328,7 @@ def train(
         if point.family == "plateau":
             callbacks.insert(0, PlateauCallback(schedule))
         if shuffle_seed is not None:
+            build_metrics(model, dataset)
             keras.utils.set_random_seed(shuffle_seed)
         model.fit(
             dataset.x_train,
@@ -389,6 +401,7 @@ class Objective:
         self.on_trial_end = on_trial_end
         self.current_trial: optuna.Trial | None = None
         self.current_trials: list[optuna.Trial] = []  # the running pack's
+        self._packer: Any = None  # a PackTrainer, built by the first pack
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -532,10 +545,14 @@ class Objective:
         )
         return self.finish(trial, result)
 
-    def run_pack(self, trials: list[optuna.Trial]) -> list[float | BaseException]:
-        """Trains ``trials`` as one pack (:func:`lrsearch.packing.train_pack`); returns, per
-        trial, its value or the ``optuna.TrialPruned`` that ends it.
+    def run_pack(
+        self, trials: list[optuna.Trial], slots: int | None = None
+    ) -> list[float | BaseException]:
+        """Trains ``trials`` as one pack; returns, per trial, its value or the
+        ``optuna.TrialPruned`` that ends it.
 
+        The packed model (:class:`lrsearch.packing.PackTrainer`, ``slots`` slots, default
+        ``training.pack``) is built and compiled on the first call and reused by the next ones.
         The pack's batch order is seeded by its first trial's seed (``shuffle_seed``, recorded
         on every trial of the pack with ``pack_size``).
 
@@ -544,7 +561,7 @@ class Objective:
         """
         import optuna
 
-        from lrsearch.packing import train_pack
+        from lrsearch.packing import PackTrainer
 
         self.current_trials = list(trials)
         try:
@@ -552,14 +569,14 @@ class Objective:
             shuffle_seed = begun[0][1]
             for trial in trials:
                 TrialRecord(pack_size=len(trials), shuffle_seed=shuffle_seed).write(trial)
-            results = train_pack(
-                self.config,
-                self.dataset,
+            size = max(slots or self.config.training.pack, len(trials))
+            if self._packer is None or self._packer.size != size:
+                self._packer = PackTrainer(self.config, self.dataset, size, base_dir=self.base_dir)
+            results = self._packer.train(
                 [point for point, _ in begun],
                 seeds=[seed for _, seed in begun],
                 shuffle_seed=shuffle_seed,
                 reports=[self.reporter(trial) for trial in trials],
-                base_dir=self.base_dir,
             )
         except KeyboardInterrupt:
             for trial in trials:

@@ -104,38 +104,44 @@ def _keras_classes() -> dict[str, Any]:
         def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[Any, ...]:
             return (input_shape[0], self.copies, self.units)
 
-        def set_copies(self, dense_layers: Sequence[Any]) -> None:
+        def set_copies(self, dense_layers: Sequence[Any], slots: Sequence[int] = ()) -> None:
+            """Slot ``slots[i]`` (default: ``i``) takes ``dense_layers[i]``'s weights."""
             numpy = ops.convert_to_numpy
-            self.kernel.assign(np.stack([numpy(d.kernel) for d in dense_layers]))
-            self.bias.assign(np.stack([numpy(d.bias) for d in dense_layers]))
+            kernel, bias = numpy(self.kernel).copy(), numpy(self.bias).copy()
+            for i, dense in zip(slots or range(len(dense_layers)), dense_layers, strict=True):
+                kernel[i], bias[i] = numpy(dense.kernel), numpy(dense.bias)
+            self.kernel.assign(kernel)
+            self.bias.assign(bias)
 
     class PackedSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
-        """Every copy's learning rate as one ``(K,)`` vector, computed in the compiled step.
+        """Every copy's learning rate as one ``(K,)`` vector, read in the compiled step.
 
-        Copy k's rate is its own schedule at the step, times its plateau scale, and 0 once the
-        copy ended (``active[k] == 0``). ``scale`` and ``active`` are optimizer variables
-        (:meth:`bind`): part of the state the compiled step receives, so the epoch-end changes
-        are seen on TensorFlow and JAX alike.
+        Copy k's rates for the whole budget are row k of ``table`` (``(K, total_steps)``,
+        computed by its family's own schedule when the copy's trial is loaded); the step reads
+        column ``min(step, total_steps - 1)``, times the copy's plateau ``scale``, and 0 once the
+        copy ended (``active[k] == 0``). All three are optimizer variables: values the compiled
+        step receives, not constants baked into it, so one compiled step serves every pack (and
+        the epoch-end changes are seen on TensorFlow and JAX alike).
         """
 
-        def __init__(self, schedules: Sequence[Any]) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.schedules = list(schedules)
+            self.table: Any = None
             self.scale: Any = None
             self.active: Any = None
 
-        def bind(self, scale: Any, active: Any) -> None:
-            self.scale, self.active = scale, active
+        def bind(self, table: Any, scale: Any, active: Any) -> None:
+            self.table, self.scale, self.active = table, scale, active
 
         def __call__(self, step: Any) -> Any:
-            rates = ops.stack([ops.reshape(s(step), ()) for s in self.schedules])
-            if self.scale is None:
-                return rates
+            last = int(self.table.shape[1]) - 1
+            column = ops.minimum(ops.cast(step, "int32"), last)
+            rates = ops.take(ops.convert_to_tensor(self.table), column, axis=1)
             rates = rates * ops.cast(self.scale, rates.dtype)
             return ops.where(self.active > 0, rates, ops.zeros_like(rates))
 
         def get_config(self) -> dict[str, Any]:
-            return {"schedules": [s.get_config() for s in self.schedules]}
+            return {}
 
     class StackCopies(keras.layers.Layer):  # type: ignore[name-defined]
         """The copies' outputs stacked on axis 1, keeping Keras's ``_keras_logits`` (see
@@ -314,9 +320,16 @@ def _packed_metric(name: str, copies: int, fn: Callable[[Any, Any], Any]) -> Any
 class _Copy:
     """One copy's bookkeeping during a pack: history, divergence, plateau, outcome."""
 
+    @classmethod
+    def unused(cls) -> _Copy:
+        """A slot without a trial in this pack (frozen from the start)."""
+        copy = cls(None, None, DivergenceWatch(10.0, samples=1, batch_size=1), None)
+        copy.outcome = "unused"
+        return copy
+
     def __init__(
         self,
-        point: SchedulePoint,
+        point: SchedulePoint | None,
         report: Callable[[float, int], bool] | None,
         watch: DivergenceWatch,
         plateau: Any,
@@ -486,6 +499,211 @@ def _side_by_side(dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
     return model, copy_of
 
 
+MAX_TABLE = 2**24
+"""The most learning rates a pack tabulates (``pack * total_steps``: 64 MB of float32)."""
+
+
+class PackTrainer:
+    """A packed model of ``size`` slots, built and compiled once, that trains pack after pack.
+
+    :meth:`train` loads a pack's trials into the slots in place (each slot's weights from a
+    copy built under its trial's seed, the optimizer's state zeroed, its schedule tabulated into
+    the learning-rate table) and runs one ``fit``; the compiled train and evaluation steps are
+    reused, so no pack after the first pays graph tracing or JAX compilation, and a worker's
+    memory does not grow from pack to pack. A pack of fewer trials than slots leaves the other
+    slots frozen.
+
+    Args:
+        config: The study configuration.
+        dataset: Data, loaded once per process.
+        size: The number of slots (``training.pack``).
+        base_dir: Folder of the study file, for ``python:`` targets.
+        stacked: Stacked layers (default for the built-in ``mlp``) or the copies side by side.
+
+    Raises:
+        ConfigError: ``size * total_steps`` learning rates would not fit :data:`MAX_TABLE`.
+    """
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        dataset: Dataset,
+        size: int,
+        *,
+        base_dir: Path | None = None,
+        stacked: bool | None = None,
+    ) -> None:
+        keras = import_keras()
+        ops = keras.ops
+        from lrsearch.objective import build_metrics, make_budget, make_optimizer
+
+        if size < 1:
+            raise ValueError(f"A pack needs at least one slot. Received: size={size}")
+        self.config, self.dataset, self.size, self.base_dir = config, dataset, size, base_dir
+        self.total_steps = make_budget(config, dataset).total_steps
+        if size * self.total_steps > MAX_TABLE:
+            raise ConfigError(
+                f"training.pack = {size} tabulates {size} x {self.total_steps} learning rates "
+                f"(epochs x steps per epoch), more than {MAX_TABLE}; use a smaller pack, or "
+                "pack = 1 for a budget this long."
+            )
+        self.stacked = config.model.type in _STACKED if stacked is None else stacked
+        keras.backend.clear_session()
+        copies = _build_copies(config, dataset, list(range(size)), base_dir)
+        if self.stacked:
+            self.model, copy_of = _stacked_mlp(config, dataset, copies)
+        else:
+            self.model, copy_of = _side_by_side(dataset, copies)
+        self.copies = copies  # side by side: the slots' models, inside self.model
+        self.schedule = _keras_classes()["PackedSchedule"]()
+        base = make_optimizer(config, 1.0)
+        packed_class: Any = packed_optimizer_class(type(base))
+        optimizer = packed_class.from_config({**base.get_config(), "learning_rate": 1.0})
+        optimizer.build(self.model.trainable_variables)
+        self.table = optimizer.add_variable(
+            shape=(size, self.total_steps),
+            initializer="zeros",
+            dtype="float32",
+            name="lrsearch_pack_table",
+        )
+        self.scale = optimizer.add_variable(
+            shape=(size,), initializer="ones", dtype="float32", name="lrsearch_pack_scale"
+        )
+        self.active = optimizer.add_variable(
+            shape=(size,), initializer="ones", dtype="float32", name="lrsearch_pack_active"
+        )
+        optimizer.learning_rate = self.schedule
+        self.schedule.bind(self.table, self.scale, self.active)
+        optimizer.set_copies(copy_of, self.active)
+        self.optimizer = optimizer
+        losses, accuracies = _per_copy_functions(config, dataset, size)
+
+        def pack_loss(y_true: Any, y_pred: Any) -> Any:
+            # The copies' losses depend on disjoint weights, so each copy's gradient is its own
+            # loss's even when another copy's loss is NaN (its variables are frozen anyway).
+            return ops.sum(losses(y_true, y_pred))
+
+        self.model.compile(
+            optimizer=optimizer,
+            loss=pack_loss,
+            metrics=[
+                _packed_metric("pack_loss", size, losses),
+                _packed_metric("pack_accuracy", size, accuracies),
+            ],
+        )
+        build_metrics(self.model, dataset)  # so that every pack's fit shuffles alike
+        self.packs = 0
+
+    def _load(self, points: Sequence[SchedulePoint], seeds: Sequence[int]) -> None:
+        """Puts the pack's trials into the first ``len(points)`` slots, in place."""
+        keras = import_keras()
+        fresh = _build_copies(self.config, self.dataset, seeds, self.base_dir)
+        if self.stacked:
+            packed_layers = [la for la in self.model.layers if hasattr(la, "set_copies")]
+            dense = [[la for la in m.layers if isinstance(la, keras.layers.Dense)] for m in fresh]
+            for i, layer in enumerate(packed_layers):
+                layer.set_copies([layers[i] for layers in dense], slots=range(len(fresh)))
+        else:
+            for slot, model in zip(self.copies, fresh, strict=False):
+                slot.set_weights(model.get_weights())
+        ours = {id(self.table), id(self.scale), id(self.active)}
+        for variable in self.optimizer.variables:  # moments, velocities, iterations
+            if id(variable) not in ours:
+                variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+        table = np.zeros((self.size, self.total_steps), dtype="float32")
+        steps = np.arange(self.total_steps)
+        for k, point in enumerate(points):
+            table[k] = keras.ops.convert_to_numpy(point.build()(steps))
+        self.table.assign(table)
+        self.scale.assign(np.ones(self.size, dtype="float32"))
+        active = np.zeros(self.size, dtype="float32")
+        active[: len(points)] = 1.0
+        self.active.assign(active)
+
+    def train(
+        self,
+        points: Sequence[SchedulePoint],
+        *,
+        seeds: Sequence[int],
+        shuffle_seed: int,
+        reports: Sequence[Callable[[float, int], bool] | None] | None = None,
+        epochs: int | None = None,
+        callbacks: Sequence[Any] = (),
+    ) -> list[TrainResult]:
+        """Trains ``points`` (at most ``size``) as one pack; see :func:`train_pack`."""
+        keras = import_keras()
+        from lrsearch.objective import TrainResult, _sigint_held
+        from lrsearch.schedules import PlateauState
+
+        config, dataset, n = self.config, self.dataset, len(points)
+        if not 1 <= n <= self.size or len(seeds) != n:
+            raise ValueError(
+                f"A pack of {self.size} slots takes 1 to {self.size} points with one seed each: "
+                f"{n} points, {len(seeds)} seeds"
+            )
+        if any(point.total_steps != self.total_steps for point in points):
+            raise ValueError(
+                f"Every point of a pack must span the study's {self.total_steps} steps"
+            )
+        epochs = epochs or config.training.epochs
+        if epochs > config.training.epochs:
+            raise ValueError(f"A pack trains at most the study's {config.training.epochs} epochs")
+        reports = list(reports) if reports is not None else [None] * n
+        started = time.perf_counter()
+        with _sigint_held() as interrupted:
+            self._load(points, seeds)
+            records = [
+                _Copy(
+                    point,
+                    report,
+                    DivergenceWatch(
+                        config.training.divergence_factor,
+                        samples=len(dataset.x_train),
+                        batch_size=config.data.batch_size,
+                    ),
+                    PlateauState(**point.absolute) if point.family == "plateau" else None,
+                )
+                for point, report in zip(points, reports, strict=True)
+            ]
+            for _ in range(n, self.size):
+                records.append(_Copy.unused())
+            callback = _pack_callback_class()(
+                records, config.study.metric, epochs, self.scale, self.active, interrupted
+            )
+            keras.utils.set_random_seed(shuffle_seed)
+            self.model.fit(
+                dataset.x_train,
+                dataset.y_train,
+                batch_size=config.data.batch_size,
+                epochs=epochs,
+                validation_data=(dataset.x_val, dataset.y_val),
+                shuffle=True,
+                verbose=0,
+                callbacks=[callback, *callbacks],
+            )
+        if interrupted:
+            raise KeyboardInterrupt
+        self.packs += 1
+        first_step = callback.first_step_time or time.perf_counter()
+        results = []
+        for copy in records[:n]:
+            outcome = copy.outcome or "complete"
+            values = copy.history.get(config.study.metric, [])
+            results.append(
+                TrainResult(
+                    history=copy.history,
+                    outcome=outcome,
+                    epochs_run=len(copy.history["epoch"]),
+                    train_seconds=(first_step - started) + copy.seconds,
+                    startup_seconds=first_step - started,
+                    diverged_at_step=copy.diverged_at_step if outcome == "diverged" else None,
+                    value=values[-1] if values else None,
+                    extra={"pack_size": n, "shuffle_seed": shuffle_seed},
+                )
+            )
+        return results
+
+
 def train_pack(
     config: StudyConfig,
     dataset: Dataset,
@@ -502,123 +720,31 @@ def train_pack(
     """Trains ``len(points)`` copies of the study's model in one ``fit``, copy k with
     ``points[k]``'s schedule and weights seeded by ``seeds[k]``; returns their results in order.
 
+    A :class:`PackTrainer` of ``len(points)`` slots, used once (keep a trainer to train more
+    packs without compiling again).
+
     Args:
         config: The study configuration.
         dataset: Data, loaded once per process.
-        points: The copies' schedules.
+        points: The copies' schedules (each spanning the study's budget).
         seeds: Copy k's weights start as the unpacked trial seeded ``seeds[k]`` would.
         shuffle_seed: Seeds the batch order the copies share.
         reports: Copy k's ``report(value, epoch) -> prune?`` (see
             :func:`~lrsearch.objective.train`), or None.
         base_dir: Folder of the study file, for ``python:`` targets.
-        epochs: Overrides the configured number of epochs.
+        epochs: Fewer epochs than the study's (the schedules keep the study's budget).
         stacked: Stacked layers (default for the built-in ``mlp``) or the copies side by side.
         callbacks: More Keras callbacks, run after the pack's own at each event.
 
     Raises:
         KeyboardInterrupt: Ctrl-C, at the next batch.
     """
-    keras = import_keras()
-    ops = keras.ops
-    from lrsearch.objective import TrainResult, _sigint_held, make_optimizer
-    from lrsearch.schedules import PlateauState
-
-    k = len(points)
-    if k < 1 or len(seeds) != k:
-        raise ValueError(f"train_pack needs one seed per point: {k} points, {len(seeds)} seeds")
-    reports = list(reports) if reports is not None else [None] * k
-    epochs = epochs or config.training.epochs
-    if stacked is None:
-        stacked = config.model.type in _STACKED
-    started = time.perf_counter()
-    with _sigint_held() as interrupted:
-        keras.backend.clear_session()
-        copies = _build_copies(config, dataset, seeds, base_dir)
-        if stacked:
-            model, copy_of = _stacked_mlp(config, dataset, copies)
-        else:
-            model, copy_of = _side_by_side(dataset, copies)
-        schedules = [point.build() for point in points]
-        schedule = _keras_classes()["PackedSchedule"](schedules)
-        base = make_optimizer(config, 1.0)
-        packed_class: Any = packed_optimizer_class(type(base))
-        optimizer = packed_class.from_config({**base.get_config(), "learning_rate": 1.0})
-        optimizer.build(model.trainable_variables)
-        scale = optimizer.add_variable(
-            shape=(k,), initializer="ones", dtype="float32", name="lrsearch_pack_scale"
-        )
-        active = optimizer.add_variable(
-            shape=(k,), initializer="ones", dtype="float32", name="lrsearch_pack_active"
-        )
-        optimizer.learning_rate = schedule
-        schedule.bind(scale, active)
-        optimizer.set_copies(copy_of, active)
-        losses, accuracies = _per_copy_functions(config, dataset, k)
-
-        def pack_loss(y_true: Any, y_pred: Any) -> Any:
-            # The copies' losses depend on disjoint weights, so each copy's gradient is its own
-            # loss's even when another copy's loss is NaN (its variables are frozen anyway).
-            return ops.sum(losses(y_true, y_pred))
-
-        model.compile(
-            optimizer=optimizer,
-            loss=pack_loss,
-            metrics=[
-                _packed_metric("pack_loss", k, losses),
-                _packed_metric("pack_accuracy", k, accuracies),
-            ],
-        )
-        states = []
-        for point in points:
-            if point.family == "plateau":
-                c = point.absolute
-                states.append(PlateauState(**{**c, "learning_rate": c["learning_rate"]}))
-            else:
-                states.append(None)
-        records = [
-            _Copy(
-                point,
-                report,
-                DivergenceWatch(
-                    config.training.divergence_factor,
-                    samples=len(dataset.x_train),
-                    batch_size=config.data.batch_size,
-                ),
-                state,
-            )
-            for point, report, state in zip(points, reports, states, strict=True)
-        ]
-        callback = _pack_callback_class()(
-            records, config.study.metric, epochs, scale, active, interrupted
-        )
-        keras.utils.set_random_seed(shuffle_seed)
-        model.fit(
-            dataset.x_train,
-            dataset.y_train,
-            batch_size=config.data.batch_size,
-            epochs=epochs,
-            validation_data=(dataset.x_val, dataset.y_val),
-            shuffle=True,
-            verbose=0,
-            callbacks=[callback, *callbacks],
-        )
-    if interrupted:
-        raise KeyboardInterrupt
-    first_step = callback.first_step_time or time.perf_counter()
-    results = []
-    for copy in records:
-        outcome = copy.outcome or "complete"
-        values = copy.history.get(config.study.metric, [])
-        results.append(
-            TrainResult(
-                history=copy.history,
-                outcome=outcome,
-                epochs_run=len(copy.history["epoch"]),
-                train_seconds=(first_step - started) + copy.seconds,
-                startup_seconds=first_step - started,
-                diverged_at_step=copy.diverged_at_step if outcome == "diverged" else None,
-                value=values[-1] if values else None,
-                extra={"pack_size": k, "shuffle_seed": shuffle_seed},
-            )
-        )
-    return results
+    trainer = PackTrainer(config, dataset, len(points), base_dir=base_dir, stacked=stacked)
+    return trainer.train(
+        points,
+        seeds=seeds,
+        shuffle_seed=shuffle_seed,
+        reports=reports,
+        epochs=epochs,
+        callbacks=callbacks,
+    )

@@ -347,7 +347,9 @@ class Runner:
         self.objective.current_trials = trials
         try:
             with heartbeats(study, trials):
-                outcomes: list[float | BaseException] = self.objective.run_pack(trials)
+                outcomes: list[float | BaseException] = self.objective.run_pack(
+                    trials, slots=self.pack
+                )
         except KeyboardInterrupt:
             for trial in trials:
                 study.tell(trial, state=TrialState.FAIL)

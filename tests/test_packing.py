@@ -19,7 +19,7 @@ import pytest
 from lrsearch._imports import import_keras
 from lrsearch.config import MAX_PACK, StudyConfig, parse_study_config
 from lrsearch.objective import TrainResult, load_data, make_budget, train
-from lrsearch.packing import train_pack
+from lrsearch.packing import PackTrainer, train_pack
 from lrsearch.schedules import FAMILIES
 from lrsearch.space import SchedulePoint, SearchSpace
 from tests.helpers import pytest_under_jax
@@ -87,15 +87,15 @@ def _tolerance() -> float:
 def test_every_family_trains_as_its_unpacked_trial(
     model: dict, optimizer: str, stacked: bool
 ) -> None:
-    """One pack holding every family; copy k's per-epoch loss, accuracy (train and val) and
-    learning rate equal the unpacked training with its seed and the pack's batch order."""
+    """One pack holding every family, then a smaller pack on the same compiled model (slots
+    reloaded in place, the others frozen): copy k's per-epoch loss, accuracy (train and val)
+    and learning rate equal the unpacked training with its seed and the pack's batch order."""
     config = _config(model, optimizer)
     dataset = load_data(config)
     points = _points(config, list(FAMILIES))
+    trainer = PackTrainer(config, dataset, len(points), stacked=stacked)
     seeds = [SEEDS_FROM + k for k in range(len(points))]
-    packed = train_pack(
-        config, dataset, points, seeds=seeds, shuffle_seed=SHUFFLE, stacked=stacked
-    )
+    packed = trainer.train(points, seeds=seeds, shuffle_seed=SHUFFLE)
     for point, seed, result in zip(points, seeds, packed, strict=True):
         unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE)
         _assert_same(result, unpacked, _tolerance())
@@ -104,6 +104,15 @@ def test_every_family_trains_as_its_unpacked_trial(
     assert plateau.history["lr"][2] < plateau.history["lr"][1]  # its own cut was exercised
     losses = {round(r.history["loss"][-1], 6) for r in packed}
     assert len(losses) == len(packed)  # the copies really differ
+
+    again = [points[list(FAMILIES).index(f)] for f in ("plateau", "cyclic", "onecycle")]
+    seeds = [SEEDS_FROM + 50 + k for k in range(len(again))]
+    second = trainer.train(again, seeds=seeds, shuffle_seed=SHUFFLE + 1)
+    assert trainer.packs == 2
+    for point, seed, result in zip(again, seeds, second, strict=True):
+        unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE + 1)
+        _assert_same(result, unpacked, _tolerance())
+        assert result.extra == {"pack_size": 3, "shuffle_seed": SHUFFLE + 1}
 
 
 def _replace_lr(point: SchedulePoint, learning_rate: float) -> SchedulePoint:
