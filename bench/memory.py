@@ -7,14 +7,16 @@ epochs a trial) twice, side by side in one run:
   ``LRSEARCH_RECYCLE_MB`` (128) since its first trial;
 - not recycled: ``LRSEARCH_RECYCLE_MB`` set out of reach, one worker process for the whole study
   (how lrsearch ran before, and how a hand-written loop of ``clear_session``, build, compile and
-  ``fit`` behaves: Keras issues #17458 and #20552).
+  ``fit`` behaves: Keras issues #17458 and #20552);
+- packed (``--pack``, default 8), not recycled: one worker whose packed model is built and
+  compiled once and reused by every pack (:class:`lrsearch.packing.PackTrainer`).
 
 The resident memory of the command's whole process tree (supervisor + worker) is sampled every
 0.2 s and matched to the number of finished trials (the trial lines printed so far). Prints the
 memory at trial 10 and at the end, the growth between, and the slope in MB per trial (least
 squares over trials 10..N).
 
-    python bench/memory.py [--trials 200] [--epochs 2] [--recycle-mb 128]
+    python bench/memory.py [--trials 200] [--epochs 2] [--recycle-mb 128] [--pack 8]
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def tree_rss_mb(root: int) -> float:
     return total * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run(label: str, folder: Path, trials: int, epochs: int, recycle_mb: int) -> dict[str, float]:
+def run(
+    label: str, folder: Path, trials: int, epochs: int, recycle_mb: int, pack: int = 1
+) -> dict[str, float]:
     study = folder / f"{label}.toml"
     study.write_text(STUDY.format(trials=trials, epochs=epochs), encoding="utf-8")
     env = {
@@ -94,6 +98,8 @@ def run(label: str, folder: Path, trials: int, epochs: int, recycle_mb: int) -> 
         "--artifacts",
         "none",
         "--no-progress",
+        "--pack",
+        str(pack),
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -149,6 +155,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--recycle-mb", type=int, default=128)
+    parser.add_argument("--pack", type=int, default=8, help="a third run, packed (0: none)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -156,6 +163,11 @@ def main() -> None:
             "recycled": run("recycled", folder, args.trials, args.epochs, args.recycle_mb),
             "not recycled": run("kept", folder, args.trials, args.epochs, 1_000_000),
         }
+        if args.pack > 1:
+            label = f"packed {args.pack}"
+            results[label] = run(
+                "packed", folder, args.trials, args.epochs, 1_000_000, pack=args.pack
+            )
     print(
         f"{args.trials} trials of {args.epochs} epochs (digits, MLP 64-32), resident memory of "
         "the command's process tree, peak per number of finished trials"

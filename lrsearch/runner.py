@@ -449,22 +449,31 @@ def _guarded(objective: Objective) -> Callable[[optuna.Trial], float]:
     return run
 
 
-# Measured in docs/benchmarks.md (bench/backends.py) on a 2-core CPU: which backend trains a
-# model type faster, and by how much.
-_FASTER_BACKEND = {"mlp": ("tensorflow", "1.6"), "cnn": ("tensorflow", "1.1")}
+# Measured in docs/benchmarks.md on a 2-core CPU: which backend trains a model type faster, and
+# by how much: one trial at a time (bench/backends.py), and packed (bench/packing.py, K = 8,
+# steady packs on a model compiled once: JAX's fast compiled step is then no longer paid for by
+# a compilation per trial).
+_FASTER_BACKEND = {
+    ("mlp", False): ("tensorflow", "1.6"),
+    ("cnn", False): ("tensorflow", "1.1"),
+    ("mlp", True): ("jax", "6.3"),
+    ("cnn", True): ("jax", "2.7"),
+}
 
 
-def backend_hint(model_type: str) -> str | None:
-    """One line when the backend in use is the slower one for this kind of model."""
-    known = _FASTER_BACKEND.get(model_type)
+def backend_hint(model_type: str, *, packed: bool = False) -> str | None:
+    """One line when the backend in use is the slower one for this kind of model (packed or
+    one trial at a time)."""
+    known = _FASTER_BACKEND.get((model_type, packed))
     if known is None:
         return None
     faster, ratio = known
     current = str(import_keras().backend.backend())
     if current == faster:
         return None
+    kind = f"packed {model_type}" if packed else model_type
     return (
-        f"hint: {faster} trained {model_type} models ~{ratio}x faster than {current} "
+        f"hint: {faster} trained {kind} models ~{ratio}x faster than {current} "
         f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
     )
 
@@ -592,7 +601,7 @@ def run_job(
             f"{prepared.budget} trials, storage {mask_url(handle.url)}"
             + (f", {job.n_workers} workers" if job.n_workers > 1 else "")
         )
-        hint = backend_hint(config.model.type)
+        hint = backend_hint(config.model.type, packed=config.training.pack > 1)
         if hint:
             echo(hint)
     from lrsearch.artifacts import recorder_for

@@ -84,12 +84,17 @@ def test_hint_when_the_backend_is_the_slower_one(monkeypatch: pytest.MonkeyPatch
 
     current = import_keras().backend.backend()
     other = "jax" if current == "tensorflow" else "tensorflow"
-    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", {"mlp": (other, "2.0")})
+    table = {("mlp", False): (other, "2.0"), ("mlp", True): (current, "5.0")}
+    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", table)
     hint = backend_hint("mlp")
     assert hint is not None and f"{other} trained mlp models ~2.0x faster than {current}" in hint
     assert backend_hint("cnn") is None
-    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", {"mlp": (current, "2.0")})
+    assert backend_hint("mlp", packed=True) is None  # packed, the current one is the faster
+    table = {("mlp", False): (current, "2.0"), ("mlp", True): (other, "5.0")}
+    monkeypatch.setattr(lrsearch.runner, "_FASTER_BACKEND", table)
     assert backend_hint("mlp") is None
+    hint = backend_hint("mlp", packed=True)
+    assert hint is not None and f"{other} trained packed mlp models ~5.0x faster" in hint
 
 
 def test_jax_study_end_to_end_with_two_workers(tmp_path: Path) -> None:

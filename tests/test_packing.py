@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,10 @@ def test_every_family_trains_as_its_unpacked_trial(
     and learning rate equal the unpacked training with its seed and the pack's batch order."""
     config = _config(model, optimizer)
     dataset = load_data(config)
-    points = _points(config, list(FAMILIES))
+    # every family on both MLP paths; the CNN (side by side, as the MLP's second case) with a
+    # few, to keep the suite short
+    families = list(FAMILIES) if model is MLP else ["plateau", "cyclic", "onecycle", "wsd"]
+    points = _points(config, families)
     trainer = PackTrainer(config, dataset, len(points), stacked=stacked)
     seeds = [SEEDS_FROM + k for k in range(len(points))]
     packed = trainer.train(points, seeds=seeds, shuffle_seed=SHUFFLE)
@@ -100,12 +104,12 @@ def test_every_family_trains_as_its_unpacked_trial(
         unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE)
         _assert_same(result, unpacked, _tolerance())
         assert result.extra == {"pack_size": len(points), "shuffle_seed": SHUFFLE}
-    plateau = packed[list(FAMILIES).index("plateau")]
+    plateau = packed[families.index("plateau")]
     assert plateau.history["lr"][2] < plateau.history["lr"][1]  # its own cut was exercised
     losses = {round(r.history["loss"][-1], 6) for r in packed}
     assert len(losses) == len(packed)  # the copies really differ
 
-    again = [points[list(FAMILIES).index(f)] for f in ("plateau", "cyclic", "onecycle")]
+    again = [points[families.index(f)] for f in ("plateau", "cyclic", "onecycle")]
     seeds = [SEEDS_FROM + 50 + k for k in range(len(again))]
     second = trainer.train(again, seeds=seeds, shuffle_seed=SHUFFLE + 1)
     assert trainer.packs == 2
@@ -262,48 +266,61 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
     assert [records[i].shuffle_seed == records[i].seed for i in (0, 3)] == [True, True]
     assert len({r.seed for r in records}) == 5
     extra = {TrialRecord.key("pack_size"), TrialRecord.key("shuffle_seed")}
+    assert {t.state.name for t in packed + unpacked} == {"COMPLETE"}  # pruner "none"
     for trial in packed:
-        same_kind = (
-            next(t for t in unpacked if t.state == trial.state)
-            if any(t.state == trial.state for t in unpacked)
-            else unpacked[0]
-        )
-        assert set(trial.user_attrs) - extra == set(same_kind.user_attrs)
+        assert set(trial.user_attrs) - extra == set(unpacked[0].user_attrs)
         assert "family" in trial.params and "learning_rate" in trial.params
         assert sorted(trial.intermediate_values) == list(range(1, 3))  # epochs 1 and 2
         assert trial.datetime_complete is not None
 
-    complete = next(t for t in packed if t.state.name == "COMPLETE")
+    # a trial of the second pack, trained on the worker's reused (compiled once) model
+    complete = next(t for t in packed[3:] + packed[:3] if t.state.name == "COMPLETE")
     again = retrain("packed", tmp_path / "again.keras", storage_url=url, trial=complete.number)
     stored = TrialRecord.of(complete).history or {}
     for key in METRICS:
         np.testing.assert_allclose(again.history[key], stored[key], rtol=1e-5, err_msg=key)
 
+    # optuna-dashboard's own API serves a packed trial as it serves an unpacked one
+    import json
+
+    from tests.helpers import free_port, start
+
+    port = free_port()
+    proc = start(["--storage", url, "--read-only"], port)
+    try:
+        served = {}
+        for name in ("packed", "plain"):
+            sid = optuna.load_study(study_name=name, storage=url)._study_id
+            address = f"http://127.0.0.1:{port}/api/studies/{sid}?after=0"
+            with urllib.request.urlopen(address, timeout=30) as response:
+                served[name] = json.loads(response.read())["trials"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert len(served["packed"]) == 5 and len(served["plain"]) == 2
+    shown = {TrialRecord.key("pack_size"), TrialRecord.key("shuffle_seed")}
+    for trial in served["packed"]:
+        keys = {a["key"] for a in trial["user_attrs"]}
+        assert shown <= keys
+        assert keys - shown == {a["key"] for a in served["plain"][0]["user_attrs"]}
+        assert set(trial) == set(served["plain"][0])
+        assert [v["step"] for v in trial["intermediate_values"]] == [1, 2]
+        assert {p["name"] for p in trial["params"]} >= {"family", "learning_rate"}
+
 
 # --- faults: Ctrl-C and kill -9 of a packed worker ---------------------------------------------
 
-LONG_TOML = """\
-[study]
-name = "{name}"
-n_trials = {n_trials}
-seed = 0
-pruner = "none"
 
-[data]
-source = "digits"
-limit = 200
+def _long_study(folder: Path, name: str, n_trials: int, epochs: int, pack: int) -> Path:
+    """:data:`tests.helpers.TINY_TOML` with a budget, ``epochs`` and ``pack``."""
+    from tests.helpers import tiny_study_file
 
-[model]
-type = "mlp"
-hidden = [8]
-
-[training]
-epochs = {epochs}
-pack = {pack}
-
-[space]
-families = ["cosine", "constant", "wsd"]
-"""
+    path = tiny_study_file(folder, name, '["cosine", "constant", "wsd"]')
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("n_trials = 2", f"n_trials = {n_trials}")
+    text = text.replace("epochs = 2", f"epochs = {epochs}\npack = {pack}")
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _popen(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -348,8 +365,7 @@ def test_ctrl_c_stops_a_pack_and_queues_all_its_trials(tmp_path: Path) -> None:
 
     from lrsearch.records import TrialRecord
 
-    study_file = tmp_path / "ctrlc.toml"
-    study_file.write_text(LONG_TOML.format(name="ctrlc", n_trials=3, epochs=80, pack=3))
+    study_file = _long_study(tmp_path, "ctrlc", n_trials=3, epochs=80, pack=3)
     url = f"sqlite:///{tmp_path / 'ctrlc.db'}"
     proc = _popen(tmp_path, "start", str(study_file), "--storage", url)
     try:
@@ -389,8 +405,7 @@ def test_killed_packed_worker_trials_are_failed_and_rerun_by_the_other(tmp_path:
     from tests.servers import server_database
 
     with server_database("postgresql", "pack_kill") as url:
-        study_file = tmp_path / "kill.toml"
-        study_file.write_text(LONG_TOML.format(name="kill", n_trials=4, epochs=100, pack=2))
+        study_file = _long_study(tmp_path, "kill", n_trials=4, epochs=100, pack=2)
         env = {"LRSEARCH_HEARTBEAT_INTERVAL": "1", "LRSEARCH_GRACE_PERIOD": "3"}
         a = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
         b = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
