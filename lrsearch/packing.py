@@ -694,7 +694,8 @@ class PackTrainer:
                     history=copy.history,
                     outcome=outcome,
                     epochs_run=len(copy.history["epoch"]),
-                    train_seconds=(first_step - started) + copy.seconds,
+                    # from this call's start to the epoch end where the copy ended
+                    train_seconds=(callback.started - started) + copy.seconds,
                     startup_seconds=first_step - started,
                     diverged_at_step=copy.diverged_at_step if outcome == "diverged" else None,
                     value=values[-1] if values else None,

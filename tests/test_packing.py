@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def test_a_copy_that_diverges_or_is_pruned_leaves_the_others_bit_identical(
         return True
 
     reports = [None, None, prune_at_first_epoch, None]
+    began = time.perf_counter()
     other = train_pack(
         config,
         dataset,
@@ -166,6 +168,10 @@ def test_a_copy_that_diverges_or_is_pruned_leaves_the_others_bit_identical(
     assert other[1].epochs_run == -(-other[1].diverged_at_step // steps)  # its epoch, then frozen
     assert other[2].outcome == "pruned" and other[2].epochs_run == 1 and pruned_at == [1]
     assert other[2].history["loss"] == calm[2].history["loss"][:1]
+    elapsed = time.perf_counter() - began
+    for result in other:
+        assert 0 < result.startup_seconds <= result.train_seconds <= elapsed
+    assert other[2].train_seconds < other[0].train_seconds  # it ended two epochs earlier
     for k in (0, 3):
         assert other[k].outcome == "complete"
         assert other[k].history == calm[k].history  # bit-identical, every epoch
@@ -342,8 +348,6 @@ def _popen(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 def _wait_running(url: str, name: str, count: int, procs: list[subprocess.Popen[str]]) -> None:
     """Until ``count`` trials of study ``name`` run and have reported an epoch."""
-    import time
-
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         for proc in procs:
