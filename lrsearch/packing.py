@@ -3,32 +3,41 @@
 Every trial of a study trains the same model on the same data; only the schedule differs. For
 the small models lrsearch is used on first, a step's time is almost all fixed cost (Python
 dispatch, callbacks, the compiled step's launch), so K copies trained in one step cost about what
-one does. :func:`train_pack` trains K copies side by side and returns one
-:class:`~lrsearch.objective.TrainResult` per copy, each as the unpacked training of that copy
-would have produced it:
+one does. A :class:`PackTrainer` of K slots trains K trials' copies in one ``fit`` and returns
+one :class:`~lrsearch.objective.TrainResult` per copy, each as the unpacked training of that copy
+would have produced it; it is built and compiled once and trains pack after pack
+(:func:`train_pack` is one pack on a new trainer):
 
 - **Weights.** Each copy is first built exactly as its unpacked trial builds it (the study's
-  model under ``keras.utils.set_random_seed(seed)``). The built-in ``mlp`` then runs as *stacked*
-  layers (:class:`PackedDense`: one ``(K, in, out)`` kernel, one op for all copies) that take the
-  copies' weights; any other model (``cnn``, ``python:module:function``) runs as the K built
-  copies side by side in one functional model (BatchNorm, Dropout and all stay per copy).
+  model under ``keras.utils.set_random_seed(seed)``) and its weights are loaded into its slot.
+  The built-in ``mlp`` runs as *stacked* layers (:class:`PackedDense`: one ``(K, in, out)``
+  kernel, one op for all copies); any other model (``cnn``, ``python:module:function``) runs as
+  K copies side by side in one functional model (BatchNorm, Dropout and all stay per copy).
 - **Batches.** The copies share one batch order: the data is shuffled from ``shuffle_seed``
-  (``keras.utils.set_random_seed(shuffle_seed)`` right before ``fit``). The unpacked
+  (``keras.utils.set_random_seed(shuffle_seed)`` right before ``fit``, the metrics built
+  beforehand, see :func:`~lrsearch.objective.build_metrics`). The unpacked
   :func:`~lrsearch.objective.train` given the same ``shuffle_seed`` sees the same batches, so a
   packed copy and its unpacked twin train alike (``tests/test_packing.py`` holds them to 1e-5).
 - **Loss.** The packed loss is the sum of the copies' own losses (each the study's loss, reduced
   as Keras reduces it), so every copy's gradient is its own loss's gradient.
-- **Learning rates.** :class:`PackedSchedule` evaluates every copy's schedule (the family's own
-  :class:`~lrsearch.schedules.LRSearchSchedule`) inside the compiled step and returns a ``(K,)``
-  vector; the packed optimizer (:func:`packed_optimizer_class`) hands each variable its copy's
-  rate. A plateau copy's cuts are its own ``(K,)`` scale entry, driven by its own metric.
+- **Learning rates.** Each copy's schedule (its family's own
+  :class:`~lrsearch.schedules.LRSearchSchedule`) is tabulated over the budget into row k of a
+  ``(K, total_steps)`` optimizer variable when its trial is loaded; :class:`PackedSchedule` reads
+  the step's column inside the compiled step (a value, not a constant: one compiled step serves
+  every pack), and the packed optimizer (:func:`packed_optimizer_class`) hands each variable its
+  copy's rate. A plateau copy's cuts are its own ``(K,)`` scale entry, driven by its own metric.
 - **Outcomes.** At each epoch end every running copy is judged on its own metrics: a diverged
   copy (the divergence rule on its own per-batch loss) ends ``diverged`` at its step, a copy the
   pruner stops ends ``pruned``; either is *frozen* from then on (its gradients masked, its
   variables kept as they are), so it no longer changes and its NaNs never reach another copy.
   The fit ends when every copy has ended.
 
-Only Keras 3 public API and ``keras.ops`` are used, so this runs on TensorFlow and JAX.
+The training path is ``keras.ops`` and runs on TensorFlow and JAX. Private Keras attributes it
+relies on: a softmax output's ``_keras_logits`` (carried to each copy's slice, so that
+TensorFlow's crossentropy computes from the logits as in the unpacked trial, see
+:func:`_keep_logits`), and the optimizer's ``_trainable_variables``, ``_get_variable_index`` and
+``_use_weight_decay`` (to give each variable its copy's rate, as Keras's own ``update_step`` and
+weight decay look variables up).
 """
 
 from __future__ import annotations
