@@ -59,18 +59,13 @@ if TYPE_CHECKING:
     from lrsearch.objective import TrainResult
     from lrsearch.space import SchedulePoint
 
-__all__ = ["PACKED_METRICS", "stacked_model_types", "train_pack"]
+__all__ = ["MAX_TABLE", "PACKED_METRICS", "PackTrainer", "train_pack"]
 
 PACKED_METRICS = ("loss", "accuracy")
 """The per-copy metrics a pack logs, as the unpacked training logs them (and ``val_``)."""
 
 _STACKED = ("mlp",)
-
-
-def stacked_model_types() -> tuple[str, ...]:
-    """Built-in model types that pack as stacked layers (the others pack as side-by-side
-    copies)."""
-    return _STACKED
+"""Built-in model types that pack as stacked layers (the others pack side by side)."""
 
 
 def _keras_classes() -> dict[str, Any]:
@@ -332,18 +327,16 @@ class _Copy:
     @classmethod
     def unused(cls) -> _Copy:
         """A slot without a trial in this pack (frozen from the start)."""
-        copy = cls(None, None, DivergenceWatch(10.0, samples=1, batch_size=1), None)
+        copy = cls(None, DivergenceWatch(10.0, samples=1, batch_size=1), None)
         copy.outcome = "unused"
         return copy
 
     def __init__(
         self,
-        point: SchedulePoint | None,
         report: Callable[[float, int], bool] | None,
         watch: DivergenceWatch,
         plateau: Any,
     ) -> None:
-        self.point = point
         self.report = report
         self.watch = watch
         self.plateau = plateau  # a PlateauState, or None
@@ -663,7 +656,6 @@ class PackTrainer:
             self._load(points, seeds)
             records = [
                 _Copy(
-                    point,
                     report,
                     DivergenceWatch(
                         config.training.divergence_factor,

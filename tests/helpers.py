@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -26,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 TINY_TOML = """\
 [study]
 name = "{name}"
-n_trials = 2
+n_trials = {n_trials}
 seed = 0
 pruner = "none"
 
@@ -39,29 +40,42 @@ type = "mlp"
 hidden = [8]
 
 [training]
-epochs = 2
+{training}
 
 [space]
 families = {families}
 """
-"""A two-trial study on 200 digits with a tiny MLP; ``{name}`` and ``{families}`` to fill in."""
+"""A study on 200 digits with a tiny MLP; ``{name}``, ``{n_trials}``, ``{training}`` (lines)
+and ``{families}`` to fill in."""
 
 
-def tiny_study_file(folder: Path, name: str, families: str = '["cosine", "plateau"]') -> Path:
+def tiny_study_file(
+    folder: Path,
+    name: str,
+    families: str = '["cosine", "plateau"]',
+    *,
+    n_trials: int = 2,
+    **training: int | str,
+) -> Path:
     """Writes ``folder/<name>.toml`` from :data:`TINY_TOML` and returns its path.
 
     Args:
         folder: Where to write the file.
         name: The study name (also the file's stem).
         families: A TOML array of family names for ``space.families``.
+        n_trials: The study's budget.
+        **training: ``[training]`` values (``epochs`` defaults to 2), e.g. ``pack=3``.
 
     Example:
         >>> import tempfile
         >>> tiny_study_file(Path(tempfile.mkdtemp()), "tiny").name
         'tiny.toml'
     """
+    values = {"epochs": 2, **training}
+    lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    text = TINY_TOML.format(name=name, n_trials=n_trials, training=lines, families=families)
     path = folder / f"{name}.toml"
-    path.write_text(TINY_TOML.format(name=name, families=families), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -13,29 +13,7 @@ import pytest
 from lrsearch._imports import import_keras, select_backend
 from lrsearch.exceptions import ConfigError
 from lrsearch.records import StudyRecord, TrialRecord
-from tests.helpers import pytest_under_jax
-
-TINY = """\
-[study]
-name = "{name}"
-n_trials = {n_trials}
-pruner = "none"
-
-[data]
-source = "digits"
-limit = 200
-
-[model]
-type = "mlp"
-hidden = [8]
-
-[training]
-epochs = 2
-backend = "{backend}"
-
-[space]
-families = ["cosine", "plateau"]
-"""
+from tests.helpers import pytest_under_jax, tiny_study_file
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 ENV.pop("KERAS_BACKEND", None)
@@ -43,9 +21,7 @@ ENV.pop("LRSEARCH_STORAGE", None)
 
 
 def write_study(tmp_path: Path, name: str, backend: str = "tensorflow", n_trials: int = 2) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(TINY.format(name=name, backend=backend, n_trials=n_trials))
-    return path
+    return tiny_study_file(tmp_path, name, n_trials=n_trials, backend=backend)
 
 
 def test_unknown_backend_is_a_config_error() -> None:

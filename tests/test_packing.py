@@ -24,7 +24,7 @@ from lrsearch.objective import TrainResult, load_data, make_budget, train
 from lrsearch.packing import PackTrainer, train_pack
 from lrsearch.schedules import FAMILIES
 from lrsearch.space import SchedulePoint, SearchSpace
-from tests.helpers import pytest_under_jax
+from tests.helpers import pytest_under_jax, tiny_study_file
 
 SEEDS_FROM = 101
 SHUFFLE = 7
@@ -250,7 +250,6 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
     packed trial alone gives its recorded history."""
     from lrsearch.records import TrialRecord
     from lrsearch.retrain import retrain
-    from tests.helpers import tiny_study_file
 
     families = '["cosine", "cyclic", "plateau", "wsd"]'
     url = f"sqlite:///{tmp_path / 'studies.db'}"
@@ -316,17 +315,7 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
 
 # --- faults: Ctrl-C and kill -9 of a packed worker ---------------------------------------------
 
-
-def _long_study(folder: Path, name: str, n_trials: int, epochs: int, pack: int) -> Path:
-    """:data:`tests.helpers.TINY_TOML` with a budget, ``epochs`` and ``pack``."""
-    from tests.helpers import tiny_study_file
-
-    path = tiny_study_file(folder, name, '["cosine", "constant", "wsd"]')
-    text = path.read_text(encoding="utf-8")
-    text = text.replace("n_trials = 2", f"n_trials = {n_trials}")
-    text = text.replace("epochs = 2", f"epochs = {epochs}\npack = {pack}")
-    path.write_text(text, encoding="utf-8")
-    return path
+FAMILIES_3 = '["cosine", "constant", "wsd"]'
 
 
 def _popen(folder: Path, *args: str, **env: str) -> subprocess.Popen[str]:
@@ -369,7 +358,7 @@ def test_ctrl_c_stops_a_pack_and_queues_all_its_trials(tmp_path: Path) -> None:
 
     from lrsearch.records import TrialRecord
 
-    study_file = _long_study(tmp_path, "ctrlc", n_trials=3, epochs=80, pack=3)
+    study_file = tiny_study_file(tmp_path, "ctrlc", FAMILIES_3, n_trials=3, epochs=80, pack=3)
     url = f"sqlite:///{tmp_path / 'ctrlc.db'}"
     proc = _popen(tmp_path, "start", str(study_file), "--storage", url)
     try:
@@ -409,7 +398,7 @@ def test_killed_packed_worker_trials_are_failed_and_rerun_by_the_other(tmp_path:
     from tests.servers import server_database
 
     with server_database("postgresql", "pack_kill") as url:
-        study_file = _long_study(tmp_path, "kill", n_trials=4, epochs=100, pack=2)
+        study_file = tiny_study_file(tmp_path, "kill", FAMILIES_3, n_trials=4, epochs=100, pack=2)
         env = {"LRSEARCH_HEARTBEAT_INTERVAL": "1", "LRSEARCH_GRACE_PERIOD": "3"}
         a = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
         b = _popen(tmp_path, "start", str(study_file), "--storage", url, **env)
