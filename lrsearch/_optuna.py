@@ -24,7 +24,7 @@ is checked in one place. The others live next to the code that needs them:
   ``fixed_params`` (the family of an enqueued trial).
 - :func:`stale_trial_ids` below: ``_get_stale_trial_ids``, asked only when the storage has
   heartbeats (Optuna's own method asserts that it has).
-- :func:`heartbeats` below: ``optuna.storages._heartbeat.get_heartbeat_thread``, the heartbeat
+- :class:`Heartbeats` below: ``optuna.storages._heartbeat.get_heartbeat_thread``, the heartbeat
   ``optimize`` keeps for its one trial, kept here for each trial of a pack (ask/tell has none).
 - :mod:`lrsearch.schedules._plateau`: Keras's ``optimizer._variables`` (the plateau scale is
   detached before a model is saved).
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "heartbeat_retry_of",
-    "heartbeats",
+    "Heartbeats",
     "quiet_logs",
     "stale_trial_ids",
     "storage_of",
@@ -91,19 +91,34 @@ def stale_trial_ids(study: optuna.Study) -> set[int]:
     return set(inner._get_stale_trial_ids(study_id(study)))
 
 
-@contextmanager
-def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
-    """Keeps a heartbeat going for each of ``trials`` inside the block, as ``optimize`` does for
-    its trial (a no-op on a storage without heartbeats)."""
-    from contextlib import ExitStack
+class Heartbeats:
+    """A heartbeat per running trial, started and stopped one trial at a time, as ``optimize``
+    keeps one for its trial (a no-op on a storage without heartbeats); leaving the ``with``
+    block stops those still beating."""
 
-    from optuna.storages._heartbeat import get_heartbeat_thread
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self._threads: dict[int, Any] = {}
 
-    with ExitStack() as stack:
-        for trial in trials:
-            thread: Any = get_heartbeat_thread(trial_id(trial), storage_of(study))
-            stack.enter_context(thread)
-        yield
+    def start(self, trial: optuna.Trial) -> None:
+        from optuna.storages._heartbeat import get_heartbeat_thread
+
+        thread: Any = get_heartbeat_thread(trial_id(trial), storage_of(self.study))
+        thread.__enter__()
+        self._threads[trial_id(trial)] = thread
+
+    def stop(self, trial: optuna.Trial) -> None:
+        thread = self._threads.pop(trial_id(trial), None)
+        if thread is not None:
+            thread.__exit__(None, None, None)
+
+    def __enter__(self) -> Heartbeats:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thread in self._threads.values():
+            thread.__exit__(None, None, None)
+        self._threads.clear()
 
 
 @contextmanager

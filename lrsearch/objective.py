@@ -545,50 +545,72 @@ class Objective:
         )
         return self.finish(trial, result)
 
-    def run_pack(
-        self, trials: list[optuna.Trial], slots: int | None = None
-    ) -> list[float | BaseException]:
-        """Trains ``trials`` as one pack; returns, per trial, its value or the
-        ``optuna.TrialPruned`` that ends it.
+    def run_packed(
+        self,
+        ask: Callable[[], optuna.Trial | None],
+        tell: Callable[[optuna.Trial, float | BaseException], None],
+        slots: int | None = None,
+    ) -> int:
+        """Trains the trials ``ask`` gives in this worker's pack, its slots kept full; returns
+        how many it trained.
 
-        The packed model (:class:`lrsearch.packing.PackTrainer`, ``slots`` slots, default
-        ``training.pack``) is built and compiled on the first call and reused by the next ones.
-        The pack's batch order is seeded by its first trial's seed (``shuffle_seed``, recorded
-        on every trial of the pack with ``pack_size``).
+        ``ask()`` gives the next trial (None: no more); ``tell(trial, outcome)`` gets each
+        trial's value, or the ``optuna.TrialPruned`` that ends it, at the epoch end where it
+        ended, after its record is written. The packed model
+        (:class:`lrsearch.packing.PackTrainer`, ``slots`` slots, default ``training.pack``) is
+        built and compiled on the first call and reused by the next ones. The batch order is
+        seeded by the first trial's seed; ``pack_size``, ``shuffle_seed`` and
+        ``shuffle_epoch`` are recorded on every trial. :attr:`current_trials` holds the
+        running ones.
 
         Raises:
-            KeyboardInterrupt: after marking every trial of the pack interrupted.
+            KeyboardInterrupt: after marking every running trial interrupted.
         """
         import optuna
 
-        from lrsearch.packing import PackTrainer
+        from lrsearch.packing import PackEntry, PackTrainer
 
-        self.current_trials = list(trials)
+        size = slots or self.config.training.pack
+        shuffle_seed: list[int] = []
+
+        def next_entry() -> PackEntry | None:
+            trial = ask()
+            if trial is None:
+                return None
+            self.current_trials.append(trial)
+            point, seed = self.begin(trial)
+            shuffle_seed[:] = shuffle_seed or [seed]
+            TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
+            return PackEntry(point, seed, self.reporter(trial), key=trial)
+
+        def on_result(entry: PackEntry, result: TrainResult) -> None:
+            trial = entry.key
+            TrialRecord(shuffle_epoch=result.extra["shuffle_epoch"]).write(trial)
+            outcome: float | BaseException
+            try:
+                outcome = self.finish(trial, result)
+            except optuna.TrialPruned as exc:
+                outcome = exc
+            self.current_trials.remove(trial)
+            tell(trial, outcome)
+
+        self.current_trials = []
         try:
-            begun = [self.begin(trial) for trial in trials]
-            shuffle_seed = begun[0][1]
-            for trial in trials:
-                TrialRecord(pack_size=len(trials), shuffle_seed=shuffle_seed).write(trial)
-            size = max(slots or self.config.training.pack, len(trials))
+            first = next_entry()
+            if first is None:
+                return 0
             if self._packer is None or self._packer.size != size:
                 self._packer = PackTrainer(self.config, self.dataset, size, base_dir=self.base_dir)
-            results = self._packer.train(
-                [point for point, _ in begun],
-                seeds=[seed for _, seed in begun],
-                shuffle_seed=shuffle_seed,
-                reports=[self.reporter(trial) for trial in trials],
+            entries = iter([first])
+            return self._packer.run(
+                lambda: next(entries, None) or next_entry(),
+                on_result,
+                shuffle_seed=shuffle_seed[0],
             )
         except KeyboardInterrupt:
-            for trial in trials:
+            for trial in self.current_trials:
                 TrialRecord(interrupted=True).write(trial)
             raise
-        outcomes: list[float | BaseException] = []
-        for trial, result in zip(trials, results, strict=True):
-            try:
-                outcomes.append(self.finish(trial, result))
-            except optuna.TrialPruned as exc:
-                outcomes.append(exc)
-        return outcomes
 
 
 def _json_safe(history: dict[str, list[float]]) -> dict[str, list[float | None]]:

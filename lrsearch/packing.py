@@ -42,8 +42,10 @@ weight decay look variables up).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from lrsearch.objective import TrainResult
     from lrsearch.space import SchedulePoint
 
-__all__ = ["MAX_TABLE", "PACKED_METRICS", "PackTrainer", "train_pack"]
+__all__ = ["MAX_TABLE", "PACKED_METRICS", "PackEntry", "PackTrainer", "train_pack"]
 
 PACKED_METRICS = ("loss", "accuracy")
 """The per-copy metrics a pack logs, as the unpacked training logs them (and ``val_``)."""
@@ -120,12 +122,13 @@ def _keras_classes() -> dict[str, Any]:
     class PackedSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type: ignore[name-defined]
         """Every copy's learning rate as one ``(K,)`` vector, read in the compiled step.
 
-        Copy k's rates for the whole budget are row k of ``table`` (``(K, total_steps)``,
-        computed by its family's own schedule when the copy's trial is loaded); the step reads
-        column ``min(step, total_steps - 1)``, times the copy's plateau ``scale``, and 0 once the
-        copy ended (``active[k] == 0``). All three are optimizer variables: values the compiled
-        step receives, not constants baked into it, so one compiled step serves every pack (and
-        the epoch-end changes are seen on TensorFlow and JAX alike).
+        Copy k's rates for its whole budget are row k of ``table`` (``(K, total_steps)``,
+        computed by its family's own schedule when the copy's trial is loaded); at optimizer
+        step ``step`` it reads column ``min(step - offset[k], total_steps - 1)`` (``offset[k]``:
+        the step its trial joined the pack at), times the copy's plateau ``scale``, and 0 once
+        the copy ended (``active[k] == 0``). All four are optimizer variables: values the
+        compiled step receives, not constants baked into it, so one compiled step serves every
+        trial a slot ever holds (and the epoch-end changes are seen on TensorFlow and JAX alike).
         """
 
         def __init__(self) -> None:
@@ -133,14 +136,17 @@ def _keras_classes() -> dict[str, Any]:
             self.table: Any = None
             self.scale: Any = None
             self.active: Any = None
+            self.offset: Any = None
 
-        def bind(self, table: Any, scale: Any, active: Any) -> None:
-            self.table, self.scale, self.active = table, scale, active
+        def bind(self, table: Any, scale: Any, active: Any, offset: Any) -> None:
+            self.table, self.scale, self.active, self.offset = table, scale, active, offset
 
         def __call__(self, step: Any) -> Any:
             last = int(self.table.shape[1]) - 1
-            column = ops.minimum(ops.cast(step, "int32"), last)
-            rates = ops.take(ops.convert_to_tensor(self.table), column, axis=1)
+            own = ops.cast(step, "int32") - ops.cast(self.offset, "int32")
+            column = ops.expand_dims(ops.clip(own, 0, last), 1)
+            table = ops.convert_to_tensor(self.table)
+            rates = ops.take_along_axis(table, column, axis=1)[:, 0]
             rates = rates * ops.cast(self.scale, rates.dtype)
             return ops.where(self.active > 0, rates, ops.zeros_like(rates))
 
@@ -205,6 +211,13 @@ def packed_optimizer_class(base: type) -> type:
     to broadcast over that axis, a copy's own variable its entry. An ended copy's variables are
     frozen: its gradient is masked to zero and the variable keeps its value through the update
     (SGD's momentum would otherwise still move it). Weight decay (AdamW) uses the same rates.
+
+    Each copy counts its own steps from the step its trial joined the pack (``offset``): its
+    schedule reads its own column (:class:`PackedSchedule`), and Adam's bias correction, which
+    Keras computes from the optimizer's one step count, is corrected to the copy's own count by
+    scaling its rate (Keras folds the correction into the rate alone:
+    ``lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``), so a trial that joins a running pack trains
+    as it would from step 0. :meth:`reset_copy` zeroes one copy's optimizer state in place.
     """
     cached = _OPTIMIZER_CLASSES.get(base)
     if cached is not None:
@@ -213,14 +226,52 @@ def packed_optimizer_class(base: type) -> type:
     ops = keras.ops
 
     class Packed(base):
-        def set_copies(self, copy_of: dict[int, int], active: Any) -> None:
+        def set_copies(
+            self, copy_of: dict[int, int], active: Any, offset: Any, own: Sequence[Any] = ()
+        ) -> None:
             """``copy_of``: ``id(variable) -> k`` for per-copy variables (the others are
-            stacked); ``active``: the ``(K,)`` optimizer variable of running copies."""
-            self._lrsearch_copy_of = copy_of
+            stacked); ``active``, ``offset``: the ``(K,)`` optimizer variables of running copies
+            and of the step each copy's trial joined at; ``own``: the pack's other variables."""
             self._lrsearch_active = active
+            self._lrsearch_offset = offset
             self._lrsearch_by_index: list[int | None] = [
                 copy_of.get(id(v)) for v in self._trainable_variables
             ]
+            # the state Keras keeps per trainable variable: lists aligned with them
+            # (SGD's momentums; Adam's momentums, velocities and velocity hats)
+            n = len(self._trainable_variables)
+            self._lrsearch_states = [
+                value
+                for key, value in vars(self).items()
+                if key != "_trainable_variables"
+                and isinstance(value, list)
+                and len(value) == n
+                and n
+                and all(v is None or isinstance(v, keras.Variable) for v in value)
+            ]
+            covered = {id(v) for state in self._lrsearch_states for v in state if v is not None}
+            covered |= {id(self.iterations), id(active), id(offset)}
+            covered |= {id(v) for v in own}
+            unknown = [v.path for v in self.variables if id(v) not in covered]
+            if unknown:  # a state this class cannot reset per copy: refuse, never train wrong
+                raise ConfigError(
+                    f"training.optimizer: {base.__name__} keeps state lrsearch cannot reset per "
+                    f"packed copy ({', '.join(unknown)}); use pack = 1"
+                )
+
+        def reset_copy(self, k: int) -> None:
+            """Zeroes copy k's optimizer state (moments, velocities), the others' untouched."""
+            for state in self._lrsearch_states:
+                for index, variable in enumerate(state):
+                    if variable is None:
+                        continue
+                    owner = self._lrsearch_by_index[index]
+                    if owner == k:
+                        variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+                    elif owner is None:  # stacked: row k
+                        value = np.array(ops.convert_to_numpy(variable))
+                        value[k] = 0
+                        variable.assign(value)
 
         def _per_copy(self, variable: Any, vector: Any) -> Any:
             k = self._lrsearch_by_index[self._get_variable_index(variable)]
@@ -228,9 +279,24 @@ def packed_optimizer_class(base: type) -> type:
                 return ops.reshape(vector, (-1,) + (1,) * (len(variable.shape) - 1))
             return vector[k]
 
+        def _own_step_rates(self, learning_rate: Any) -> Any:
+            """Adam's bias correction at each copy's own step instead of the optimizer's."""
+            if not hasattr(self, "beta_1") or not hasattr(self, "beta_2"):
+                return learning_rate
+            rates = ops.cast(learning_rate, "float32")
+            step = ops.cast(self.iterations + 1, "float32")
+            own = ops.maximum(step - ops.cast(self._lrsearch_offset, "float32"), 1.0)
+            beta_1 = ops.cast(self.beta_1, "float32")
+            beta_2 = ops.cast(self.beta_2, "float32")
+
+            def correction(t: Any) -> Any:
+                return ops.sqrt(1 - ops.power(beta_2, t)) / (1 - ops.power(beta_1, t))
+
+            return rates * (correction(own) / correction(step))
+
         def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
             keep = self._per_copy(variable, self._lrsearch_active) > 0
-            rate = self._per_copy(variable, learning_rate)
+            rate = self._per_copy(variable, self._own_step_rates(learning_rate))
             gradient = ops.where(keep, gradient, ops.zeros_like(gradient))
             before = ops.copy(variable)  # a read now (convert_to_tensor may return the variable)
             super().update_step(gradient, variable, rate)
@@ -321,29 +387,48 @@ def _packed_metric(name: str, copies: int, fn: Callable[[Any, Any], Any]) -> Any
     return PackedMean()
 
 
+@dataclass
+class PackEntry:
+    """One trial's part in a pack: its schedule, its seed and where its epochs are reported.
+
+    ``key`` is the caller's own handle for it (the runner's Optuna trial), handed back with the
+    trial's result.
+    """
+
+    point: SchedulePoint
+    seed: int
+    report: Callable[[float, int], bool] | None = None
+    key: Any = None
+
+
 class _Copy:
-    """One copy's bookkeeping during a pack: history, divergence, plateau, outcome."""
+    """One trial's bookkeeping in its slot: history, divergence, plateau, outcome."""
 
     @classmethod
     def unused(cls) -> _Copy:
-        """A slot without a trial in this pack (frozen from the start)."""
-        copy = cls(None, DivergenceWatch(10.0, samples=1, batch_size=1), None)
+        """A slot without a trial (frozen)."""
+        copy = cls(None, DivergenceWatch(10.0, samples=1, batch_size=1), None, 0, 0.0)
         copy.outcome = "unused"
         return copy
 
     def __init__(
         self,
-        report: Callable[[float, int], bool] | None,
+        entry: PackEntry | None,
         watch: DivergenceWatch,
         plateau: Any,
+        first_epoch: int,
+        started: float,
     ) -> None:
-        self.report = report
+        self.entry = entry
         self.watch = watch
         self.plateau = plateau  # a PlateauState, or None
+        self.first_epoch = first_epoch  # the pack's epoch (0-based) it joined at
+        self.started = started  # perf_counter when its slot began loading it
+        self.startup: float | None = None  # seconds from loading to its first step
         self.history: dict[str, list[float]] = {"epoch": [], "lr": []}
         self.outcome: str | None = None  # None while it runs
         self.diverged_at_step: int | None = None
-        self.seconds = 0.0
+        self.ended = started
 
 
 def _pack_callback_class() -> type:
@@ -354,33 +439,26 @@ def _pack_callback_class() -> type:
         """Per-copy history, divergence, plateau cuts and pruning, at batch and epoch ends.
 
         Batch ends feed each running copy's :class:`DivergenceWatch` with its own running mean
-        loss (one ``(K,)`` array per batch); epoch ends judge every running copy and freeze the
+        loss (one ``(K,)`` array per batch); epoch ends judge every running copy, freeze the
         ended ones through the ``active`` variable (read by the compiled step from the next
-        epoch on, on both backends). Ctrl-C and the first step's time as the unpacked trainer.
+        epoch on, on both backends), hand their results over, and load the next trials into
+        the freed slots (:meth:`PackTrainer._refill`). Ctrl-C and the first step's time as the
+        unpacked trainer.
         """
 
         def __init__(
-            self,
-            copies: list[_Copy],
-            metric: str,
-            epochs: int,
-            scale: Any,
-            active: Any,
-            interrupted: list[int],
+            self, trainer: PackTrainer, epochs: int, refill_from: int, interrupted: list[int]
         ) -> None:
             super().__init__(interrupted)
-            self.copies = copies
-            self.metric = metric
+            self.trainer = trainer
             self.epochs = epochs
-            self.scale = scale
-            self.active = active
-            self.started = time.perf_counter()
-            self._rates = np.zeros(len(copies))
+            self.refill_from = refill_from
+            self._rates = np.zeros(trainer.size)
 
         def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             rates = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
             self._rates = np.asarray(rates, dtype="float64").reshape(-1)
-            for copy in self.copies:
+            for copy in self.trainer.slots:
                 if copy.outcome is None:
                     copy.watch.start_epoch()
 
@@ -390,14 +468,18 @@ def _pack_callback_class() -> type:
             if means is None:
                 return
             means = np.asarray(means).reshape(-1)
-            for k, copy in enumerate(self.copies):
+            for k, copy in enumerate(self.trainer.slots):
                 if copy.outcome is None and copy.diverged_at_step is None:
+                    if copy.startup is None and self.first_step_time is not None:
+                        copy.startup = max(self.first_step_time - copy.started, 0.0)
                     if copy.watch.update(batch, float(means[k])):
                         copy.diverged_at_step = copy.watch.diverged_at_step
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             if self.interrupted:
                 raise KeyboardInterrupt
+            trainer = self.trainer
+            metric = trainer.config.study.metric
             logs = dict(logs or {})
             per_copy = {
                 prefix + name: np.asarray(logs[prefix + "pack_" + name]).reshape(-1)
@@ -405,36 +487,36 @@ def _pack_callback_class() -> type:
                 for name in PACKED_METRICS
                 if prefix + "pack_" + name in logs
             }
-            if self.metric not in per_copy:
+            if metric not in per_copy:
                 raise ConfigError(
-                    f"study.metric = {self.metric!r} is not a metric of this training; "
+                    f"study.metric = {metric!r} is not a metric of this training; "
                     f"available: {', '.join(sorted(per_copy))}"
                 )
             now = time.perf_counter()
-            scale = np.asarray(keras.ops.convert_to_numpy(self.scale), "float32").copy()
-            active = np.asarray(keras.ops.convert_to_numpy(self.active), "float32").copy()
-            for k, copy in enumerate(self.copies):
+            scale = np.asarray(keras.ops.convert_to_numpy(trainer.scale), "float32").copy()
+            active = np.asarray(keras.ops.convert_to_numpy(trainer.active), "float32").copy()
+            ended = []
+            for k, copy in enumerate(trainer.slots):
                 if copy.outcome is not None:
                     continue
-                copy.history["epoch"].append(epoch + 1)
+                own_epoch = epoch + 1 - copy.first_epoch
+                copy.history["epoch"].append(own_epoch)
                 copy.history["lr"].append(float(self._rates[k]))
                 for key in sorted(per_copy):
                     copy.history.setdefault(key, []).append(float(per_copy[key][k]))
-                copy.seconds = now - self.started
-                value = float(per_copy[self.metric][k])
+                copy.ended = now
+                value = float(per_copy[metric][k])
                 if not np.isfinite(value) and copy.diverged_at_step is None:
                     copy.diverged_at_step = copy.watch.steps
                 if copy.diverged_at_step is not None:
                     copy.outcome = "diverged"
-                elif copy.report is not None and copy.report(value, epoch + 1):
+                elif copy.entry and copy.entry.report and copy.entry.report(value, own_epoch):
                     copy.outcome = "pruned"
-                elif epoch + 1 >= self.epochs:
+                elif own_epoch >= self.epochs:
                     copy.outcome = "complete"
                 elif copy.plateau is not None:
-                    monitored = logs.get(copy.plateau.monitor)
                     key = copy.plateau.monitor
-                    if key in per_copy:
-                        monitored = per_copy[key][k]
+                    monitored = per_copy[key][k] if key in per_copy else logs.get(key)
                     if monitored is None:
                         raise ConfigError(
                             f"plateau monitor {key!r} is not among this training's metrics "
@@ -444,10 +526,15 @@ def _pack_callback_class() -> type:
                         scale[k] = copy.plateau.scale
                 if copy.outcome is not None:
                     active[k] = 0.0
-            self.scale.assign(scale)
-            self.active.assign(active)
-            if all(copy.outcome is not None for copy in self.copies):
-                self.model.stop_training = True
+                    ended.append(copy)
+            trainer.scale.assign(scale)
+            trainer.active.assign(active)
+            for copy in ended:
+                trainer._finished(copy)
+            if epoch + 1 >= self.refill_from:
+                trainer._refill(epoch + 1)
+                if all(copy.outcome is not None for copy in trainer.slots):
+                    self.model.stop_training = True
 
     return PackCallback
 
@@ -455,15 +542,28 @@ def _pack_callback_class() -> type:
 def _build_copies(
     config: StudyConfig, dataset: Dataset, seeds: Sequence[int], base_dir: Path | None
 ) -> list[Any]:
-    """The K models, each built exactly as its unpacked trial builds it."""
+    """The models, each built exactly as its unpacked trial builds it (under
+    ``keras.utils.set_random_seed(seed)``). Python's and NumPy's random states are restored
+    afterwards: a slot loaded mid-``fit`` must not change the pack's batch order (JAX shuffles
+    with NumPy)."""
     keras = import_keras()
     from lrsearch.objective import build_study_model
 
-    models = []
-    for seed in seeds:
-        keras.utils.set_random_seed(seed)
-        models.append(build_study_model(config, dataset, base_dir))
-    return models
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        models = []
+        for seed in seeds:
+            keras.utils.set_random_seed(seed)
+            models.append(build_study_model(config, dataset, base_dir))
+        return models
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def _dense_layers(model: Any) -> list[Any]:
+    keras = import_keras()
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
 def _stacked_mlp(config: StudyConfig, dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
@@ -471,7 +571,7 @@ def _stacked_mlp(config: StudyConfig, dataset: Dataset, copies: list[Any]) -> tu
     keras = import_keras()
     PackedDense = _keras_classes()["PackedDense"]
     k = len(copies)
-    dense = [[la for la in m.layers if isinstance(la, keras.layers.Dense)] for m in copies]
+    dense = [_dense_layers(m) for m in copies]
     first = dense[0]
     inputs = keras.Input(shape=dataset.input_shape)
     x = keras.layers.Flatten()(inputs) if len(dataset.input_shape) > 1 else inputs
@@ -506,14 +606,15 @@ MAX_TABLE = 2**24
 
 
 class PackTrainer:
-    """A packed model of ``size`` slots, built and compiled once, that trains pack after pack.
+    """A packed model of ``size`` slots, built and compiled once, that trains trial after trial.
 
-    :meth:`train` loads a pack's trials into the slots in place (each slot's weights from a
-    copy built under its trial's seed, the optimizer's state zeroed, its schedule tabulated into
-    the learning-rate table) and runs one ``fit``; the compiled train and evaluation steps are
-    reused, so no pack after the first pays graph tracing or JAX compilation, and a worker's
-    memory does not grow from pack to pack. A pack of fewer trials than slots leaves the other
-    slots frozen.
+    :meth:`run` keeps the slots full: it loads trials into them in place (each slot's weights
+    from a copy built under its trial's seed, its optimizer state zeroed, its schedule
+    tabulated into its row of the learning-rate table, its step count starting where the pack
+    stands) and trains them in one ``fit``; at every epoch end the slots whose trial ended
+    (complete, pruned or diverged) take the next trials. The compiled train and evaluation
+    steps are reused for every trial, so none after the first pays graph tracing or JAX
+    compilation, and a worker's memory does not grow from trial to trial.
 
     Args:
         config: The study configuration.
@@ -554,29 +655,28 @@ class PackTrainer:
         copies = _build_copies(config, dataset, list(range(size)), base_dir)
         if self.stacked:
             self.model, copy_of = _stacked_mlp(config, dataset, copies)
+            self.copies: list[Any] = []
         else:
             self.model, copy_of = _side_by_side(dataset, copies)
-        self.copies = copies  # side by side: the slots' models, inside self.model
+            self.copies = copies  # the slots' models, inside self.model
         self.schedule = _keras_classes()["PackedSchedule"]()
         base = make_optimizer(config, 1.0)
         packed_class: Any = packed_optimizer_class(type(base))
         optimizer = packed_class.from_config({**base.get_config(), "learning_rate": 1.0})
         optimizer.build(self.model.trainable_variables)
-        self.table = optimizer.add_variable(
-            shape=(size, self.total_steps),
-            initializer="zeros",
-            dtype="float32",
-            name="lrsearch_pack_table",
-        )
-        self.scale = optimizer.add_variable(
-            shape=(size,), initializer="ones", dtype="float32", name="lrsearch_pack_scale"
-        )
-        self.active = optimizer.add_variable(
-            shape=(size,), initializer="ones", dtype="float32", name="lrsearch_pack_active"
-        )
+
+        def variable(name: str, shape: tuple[int, ...], initializer: str) -> Any:
+            return optimizer.add_variable(
+                shape=shape, initializer=initializer, dtype="float32", name=f"lrsearch_{name}"
+            )
+
+        self.table = variable("pack_table", (size, self.total_steps), "zeros")
+        self.scale = variable("pack_scale", (size,), "ones")
+        self.active = variable("pack_active", (size,), "zeros")
+        self.offset = variable("pack_offset", (size,), "zeros")
         optimizer.learning_rate = self.schedule
-        self.schedule.bind(self.table, self.scale, self.active)
-        optimizer.set_copies(copy_of, self.active)
+        self.schedule.bind(self.table, self.scale, self.active, self.offset)
+        optimizer.set_copies(copy_of, self.active, self.offset, own=(self.table, self.scale))
         self.optimizer = optimizer
         losses, accuracies = _per_copy_functions(config, dataset, size)
 
@@ -594,33 +694,192 @@ class PackTrainer:
             ],
         )
         build_metrics(self.model, dataset)  # so that every pack's fit shuffles alike
-        self.packs = 0
+        self.slots: list[_Copy] = [_Copy.unused() for _ in range(size)]
+        self.packs = 0  # fits run
+        self.trained = 0  # trials trained
+        self._next: Callable[[], PackEntry | None] = lambda: None
+        self._done: Callable[[PackEntry, TrainResult], None] = lambda entry, result: None
+        self._shuffle_seed = 0
+        self._exhausted = False
 
-    def _load(self, points: Sequence[SchedulePoint], seeds: Sequence[int]) -> None:
-        """Puts the pack's trials into the first ``len(points)`` slots, in place."""
+    def _load(self, k: int, entry: PackEntry, first_epoch: int, fresh: Any) -> None:
+        """Puts ``entry``'s trial into slot k, in place (``fresh``: its model, built)."""
         keras = import_keras()
-        fresh = _build_copies(self.config, self.dataset, seeds, self.base_dir)
+        ops = keras.ops
+        from lrsearch.schedules import PlateauState
+
+        started = time.perf_counter()
+        if entry.point.total_steps != self.total_steps:
+            raise ValueError(
+                f"Every point of a pack must span the study's {self.total_steps} steps"
+            )
         if self.stacked:
             packed_layers = [la for la in self.model.layers if hasattr(la, "set_copies")]
-            dense = [[la for la in m.layers if isinstance(la, keras.layers.Dense)] for m in fresh]
-            for i, layer in enumerate(packed_layers):
-                layer.set_copies([layers[i] for layers in dense], slots=range(len(fresh)))
+            for layer, dense in zip(packed_layers, _dense_layers(fresh), strict=True):
+                layer.set_copies([dense], slots=[k])
         else:
-            for slot, model in zip(self.copies, fresh, strict=False):
-                slot.set_weights(model.get_weights())
-        ours = {id(self.table), id(self.scale), id(self.active)}
-        for variable in self.optimizer.variables:  # moments, velocities, iterations
-            if id(variable) not in ours:
+            self.copies[k].set_weights(fresh.get_weights())
+        self.optimizer.reset_copy(k)
+        rates = ops.convert_to_numpy(entry.point.build()(np.arange(self.total_steps)))
+        for variable, value in (
+            (self.table, rates),
+            (self.scale, 1.0),
+            (self.active, 1.0),
+            (self.offset, ops.convert_to_numpy(self.optimizer.iterations)),
+        ):
+            array = np.array(ops.convert_to_numpy(variable))
+            array[k] = value
+            variable.assign(array)
+        point = entry.point
+        self.slots[k] = _Copy(
+            entry,
+            DivergenceWatch(
+                self.config.training.divergence_factor,
+                samples=len(self.dataset.x_train),
+                batch_size=self.config.data.batch_size,
+            ),
+            PlateauState(**point.absolute) if point.family == "plateau" else None,
+            first_epoch,
+            started,
+        )
+
+    def _refill(self, epoch: int) -> None:
+        """Loads the next trials into the slots that hold none (before the pack's ``epoch``)."""
+        for k, copy in enumerate(self.slots):
+            if self._exhausted:
+                return
+            if copy.outcome is None:
+                continue
+            entry = self._next()
+            if entry is None:
+                self._exhausted = True
+                return
+            started = time.perf_counter()
+            fresh = _build_copies(self.config, self.dataset, [entry.seed], self.base_dir)[0]
+            self._load(k, entry, epoch, fresh)
+            self.slots[k].started = started  # its build counts as its time
+
+    def _finished(self, copy: _Copy) -> None:
+        """Hands an ended copy's result over."""
+        from lrsearch.objective import TrainResult
+
+        assert copy.entry is not None and copy.outcome is not None
+        values = copy.history.get(self.config.study.metric, [])
+        result = TrainResult(
+            history=copy.history,
+            outcome=copy.outcome,
+            epochs_run=len(copy.history["epoch"]),
+            train_seconds=copy.ended - copy.started,
+            startup_seconds=copy.startup or 0.0,
+            diverged_at_step=copy.diverged_at_step if copy.outcome == "diverged" else None,
+            value=values[-1] if values else None,
+            extra={
+                "pack_size": self.size,
+                "shuffle_seed": self._shuffle_seed,
+                "shuffle_epoch": copy.first_epoch,
+            },
+        )
+        self.trained += 1
+        self._done(copy.entry, result)
+
+    def run(
+        self,
+        next_entry: Callable[[], PackEntry | None],
+        on_result: Callable[[PackEntry, TrainResult], None],
+        *,
+        shuffle_seed: int,
+        epochs: int | None = None,
+        skip_epochs: int = 0,
+        callbacks: Sequence[Any] = (),
+    ) -> int:
+        """Trains trials until ``next_entry`` has no more and every slot's trial has ended;
+        returns how many it trained.
+
+        ``next_entry()`` gives the next trial to train (None: no more); it is called for every
+        slot before the ``fit`` and for every freed slot at the epoch end where its trial
+        ended, so the slots stay full while trials remain. ``on_result(entry, result)`` gets
+        each trial's :class:`~lrsearch.objective.TrainResult` at the epoch end where it ended
+        (before its slot takes the next); its ``extra`` says ``pack_size``, ``shuffle_seed``
+        and ``shuffle_epoch``: the pack's batch order is ``shuffle_seed``'s, and the trial saw
+        it from the pack's epoch ``shuffle_epoch`` on (0: from the start).
+
+        Args:
+            next_entry: The next trial, or None.
+            on_result: Takes each trial's result.
+            shuffle_seed: Seeds the batch order the slots share.
+            epochs: Fewer epochs per trial than the study's (the schedules keep the budget).
+            skip_epochs: Load the first trials only after this many epochs of the batch order
+                (replays a trial that joined a running pack).
+            callbacks: More Keras callbacks, run after the pack's own at each event.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C, at the next batch; the running trials are in
+                :attr:`running`.
+        """
+        keras = import_keras()
+        from lrsearch.objective import _sigint_held
+
+        epochs = epochs or self.config.training.epochs
+        if epochs > self.config.training.epochs:
+            raise ValueError(
+                f"A pack trains at most the study's {self.config.training.epochs} epochs"
+            )
+        trained = self.trained
+        self._next, self._done = next_entry, on_result
+        self._shuffle_seed, self._exhausted = shuffle_seed, False
+        with _sigint_held() as interrupted:
+            self.slots = [_Copy.unused() for _ in range(self.size)]
+            self.active.assign(np.zeros(self.size, dtype="float32"))
+            for variable in (self.optimizer.iterations, self.offset):
                 variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-        table = np.zeros((self.size, self.total_steps), dtype="float32")
-        steps = np.arange(self.total_steps)
-        for k, point in enumerate(points):
-            table[k] = keras.ops.convert_to_numpy(point.build()(steps))
-        self.table.assign(table)
-        self.scale.assign(np.ones(self.size, dtype="float32"))
-        active = np.zeros(self.size, dtype="float32")
-        active[: len(points)] = 1.0
-        self.active.assign(active)
+            if skip_epochs == 0:
+                self._refill(0)
+                if all(copy.outcome is not None for copy in self.slots):
+                    return 0
+            callback = _pack_callback_class()(self, epochs, skip_epochs, interrupted)
+            keras.utils.set_random_seed(shuffle_seed)
+            self.model.fit(
+                self.dataset.x_train,
+                self.dataset.y_train,
+                batch_size=self.config.data.batch_size,
+                epochs=_OPEN_ENDED,
+                validation_data=(self.dataset.x_val, self.dataset.y_val),
+                shuffle=True,
+                verbose=0,
+                callbacks=[callback, *callbacks],
+            )
+        if interrupted:
+            raise KeyboardInterrupt
+        self.packs += 1
+        return self.trained - trained
+
+    def export(self, k: int, point: SchedulePoint) -> Any:
+        """Slot k's model as the study's own model (its weights, compiled with the study's
+        optimizer driven by ``point``'s schedule, whose state starts anew), to save or use
+        alone."""
+        keras = import_keras()
+        from lrsearch.objective import make_optimizer
+
+        model = _build_copies(self.config, self.dataset, [0], self.base_dir)[0]
+        if self.stacked:
+            packed_layers = [la for la in self.model.layers if hasattr(la, "set_copies")]
+            numpy = keras.ops.convert_to_numpy
+            for layer, dense in zip(packed_layers, _dense_layers(model), strict=True):
+                dense.kernel.assign(numpy(layer.kernel)[k])
+                dense.bias.assign(numpy(layer.bias)[k])
+        else:
+            model.set_weights(self.copies[k].get_weights())
+        model.compile(
+            optimizer=make_optimizer(self.config, point.build()),
+            loss=self.config.training.loss,
+            metrics=["accuracy"],
+        )
+        return model
+
+    @property
+    def running(self) -> list[PackEntry]:
+        """The entries whose trials are in a slot and have not ended."""
+        return [c.entry for c in self.slots if c.outcome is None and c.entry is not None]
 
     def train(
         self,
@@ -630,80 +889,42 @@ class PackTrainer:
         shuffle_seed: int,
         reports: Sequence[Callable[[float, int], bool] | None] | None = None,
         epochs: int | None = None,
+        skip_epochs: int = 0,
         callbacks: Sequence[Any] = (),
     ) -> list[TrainResult]:
-        """Trains ``points`` (at most ``size``) as one pack; see :func:`train_pack`."""
-        keras = import_keras()
-        from lrsearch.objective import TrainResult, _sigint_held
-        from lrsearch.schedules import PlateauState
-
-        config, dataset, n = self.config, self.dataset, len(points)
-        if not 1 <= n <= self.size or len(seeds) != n:
+        """Trains ``points`` through :meth:`run` (more points than slots: the later ones take
+        the slots freed first); returns their results in order."""
+        n = len(points)
+        if n < 1 or len(seeds) != n:
             raise ValueError(
-                f"A pack of {self.size} slots takes 1 to {self.size} points with one seed each: "
-                f"{n} points, {len(seeds)} seeds"
+                f"A pack takes at least one point with one seed each: {n} points, "
+                f"{len(seeds)} seeds"
             )
-        if any(point.total_steps != self.total_steps for point in points):
-            raise ValueError(
-                f"Every point of a pack must span the study's {self.total_steps} steps"
-            )
-        epochs = epochs or config.training.epochs
-        if epochs > config.training.epochs:
-            raise ValueError(f"A pack trains at most the study's {config.training.epochs} epochs")
         reports = list(reports) if reports is not None else [None] * n
-        started = time.perf_counter()
-        with _sigint_held() as interrupted:
-            self._load(points, seeds)
-            records = [
-                _Copy(
-                    report,
-                    DivergenceWatch(
-                        config.training.divergence_factor,
-                        samples=len(dataset.x_train),
-                        batch_size=config.data.batch_size,
-                    ),
-                    PlateauState(**point.absolute) if point.family == "plateau" else None,
-                )
-                for point, report in zip(points, reports, strict=True)
-            ]
-            for _ in range(n, self.size):
-                records.append(_Copy.unused())
-            callback = _pack_callback_class()(
-                records, config.study.metric, epochs, self.scale, self.active, interrupted
-            )
-            keras.utils.set_random_seed(shuffle_seed)
-            self.model.fit(
-                dataset.x_train,
-                dataset.y_train,
-                batch_size=config.data.batch_size,
-                epochs=epochs,
-                validation_data=(dataset.x_val, dataset.y_val),
-                shuffle=True,
-                verbose=0,
-                callbacks=[callback, *callbacks],
-            )
-        if interrupted:
-            raise KeyboardInterrupt
-        self.packs += 1
-        first_step = callback.first_step_time or time.perf_counter()
-        results = []
-        for copy in records[:n]:
-            outcome = copy.outcome or "complete"
-            values = copy.history.get(config.study.metric, [])
-            results.append(
-                TrainResult(
-                    history=copy.history,
-                    outcome=outcome,
-                    epochs_run=len(copy.history["epoch"]),
-                    # from this call's start to the epoch end where the copy ended
-                    train_seconds=(callback.started - started) + copy.seconds,
-                    startup_seconds=first_step - started,
-                    diverged_at_step=copy.diverged_at_step if outcome == "diverged" else None,
-                    value=values[-1] if values else None,
-                    extra={"pack_size": n, "shuffle_seed": shuffle_seed},
-                )
-            )
-        return results
+        entries = [
+            PackEntry(point, seed, report, key=i)
+            for i, (point, seed, report) in enumerate(zip(points, seeds, reports, strict=True))
+        ]
+        queue = list(entries)
+        results: dict[int, TrainResult] = {}
+
+        def done(entry: PackEntry, result: TrainResult) -> None:
+            results[entry.key] = result
+
+        self.run(
+            lambda: queue.pop(0) if queue else None,
+            done,
+            shuffle_seed=shuffle_seed,
+            epochs=epochs,
+            skip_epochs=skip_epochs,
+            callbacks=callbacks,
+        )
+        return [results[i] for i in range(n)]
+
+
+_OPEN_ENDED = 2**31 - 1
+"""``fit``'s epochs for a pack: it runs until every slot's trial has ended
+(``stop_training``)."""
 
 
 def train_pack(
@@ -716,14 +937,16 @@ def train_pack(
     reports: Sequence[Callable[[float, int], bool] | None] | None = None,
     base_dir: Path | None = None,
     epochs: int | None = None,
+    size: int | None = None,
     stacked: bool | None = None,
     callbacks: Sequence[Any] = (),
 ) -> list[TrainResult]:
-    """Trains ``len(points)`` copies of the study's model in one ``fit``, copy k with
-    ``points[k]``'s schedule and weights seeded by ``seeds[k]``; returns their results in order.
+    """Trains copies of the study's model in one ``fit``, copy k with ``points[k]``'s schedule
+    and weights seeded by ``seeds[k]``; returns their results in order.
 
-    A :class:`PackTrainer` of ``len(points)`` slots, used once (keep a trainer to train more
-    packs without compiling again).
+    A :class:`PackTrainer` of ``size`` slots (default: one per point), used once (keep a
+    trainer to train more without compiling again). With fewer slots than points, the later
+    points take the slots freed first.
 
     Args:
         config: The study configuration.
@@ -735,13 +958,14 @@ def train_pack(
             :func:`~lrsearch.objective.train`), or None.
         base_dir: Folder of the study file, for ``python:`` targets.
         epochs: Fewer epochs than the study's (the schedules keep the study's budget).
+        size: Slots (default ``len(points)``).
         stacked: Stacked layers (default for the built-in ``mlp``) or the copies side by side.
         callbacks: More Keras callbacks, run after the pack's own at each event.
 
     Raises:
         KeyboardInterrupt: Ctrl-C, at the next batch.
     """
-    trainer = PackTrainer(config, dataset, len(points), base_dir=base_dir, stacked=stacked)
+    trainer = PackTrainer(config, dataset, size or len(points), base_dir=base_dir, stacked=stacked)
     return trainer.train(
         points,
         seeds=seeds,

@@ -132,9 +132,12 @@ class TrialRecord(_Record):
     error: str | None = _key("error")
     """Why the trial failed: ``"Type: message (at file.py:12)"``."""
     pack_size: int | None = _key("pack_size")
-    """How many trials trained together in one packed ``fit`` (:mod:`lrsearch.packing`)."""
+    """The slots of the packed model the trial trained in (:mod:`lrsearch.packing`)."""
     shuffle_seed: int | None = _key("shuffle_seed")
     """A packed trial's batch order, shared by its pack (``seed`` then seeds its weights)."""
+    shuffle_epoch: int | None = _key("shuffle_epoch")
+    """The pack's epoch (0-based) a packed trial joined at: it saw ``shuffle_seed``'s batch
+    order from that epoch on (0: from the pack's start)."""
 
     #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
     OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"

@@ -39,8 +39,10 @@ def retrain(
     """Trains trial ``trial`` (default: the best) of study ``name`` again and saves the model.
 
     The study's stored configuration (data, model, optimizer), the trial's absolute schedule and
-    its seed (and a packed trial's batch order, ``shuffle_seed``) are used; a plateau schedule
-    gets its :class:`~lrsearch.schedules.PlateauCallback`.
+    its seed (and a packed trial's batch order, ``shuffle_seed`` from ``shuffle_epoch`` on) are
+    used; a plateau schedule gets its :class:`~lrsearch.schedules.PlateauCallback`. A trial
+    that joined a running pack is replayed by a pack of one slot (its model then saved with a
+    fresh optimizer state).
     With ``epochs`` the training runs that long on the same schedule (its steps past the
     trial's budget hold the schedule's end value).
 
@@ -78,16 +80,31 @@ def retrain(
     seed = record.seed if record.seed is not None else config.study.seed + frozen.number
     dataset = load_data(config, base_dir)  # None: relative paths from the current folder
     point = SchedulePoint.from_record(record)
-    result = train(
-        config,
-        dataset,
-        point,
-        seed=seed,
-        epochs=epochs,
-        keep_model=True,
-        base_dir=base_dir,
-        shuffle_seed=record.shuffle_seed,  # a packed trial's batch order (else seed's)
-    )
+    if record.shuffle_epoch and (epochs or config.training.epochs) <= config.training.epochs:
+        # it joined a running pack: the pack's batch order from that epoch on, replayed by a
+        # pack of one slot that loads it there
+        from lrsearch.packing import PackTrainer
+
+        trainer = PackTrainer(config, dataset, 1, base_dir=base_dir)
+        (result,) = trainer.train(
+            [point],
+            seeds=[seed],
+            shuffle_seed=record.shuffle_seed if record.shuffle_seed is not None else seed,
+            epochs=epochs,
+            skip_epochs=record.shuffle_epoch,
+        )
+        result.extra["model"] = trainer.export(0, point)
+    else:
+        result = train(
+            config,
+            dataset,
+            point,
+            seed=seed,
+            epochs=epochs,
+            keep_model=True,
+            base_dir=base_dir,
+            shuffle_seed=record.shuffle_seed,  # a packed trial's batch order (else seed's)
+        )
     model: Any = result.extra["model"]
     detach_scale(model.optimizer)  # else Keras loads none of the optimizer's variables
     model.save(path)

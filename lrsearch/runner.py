@@ -317,7 +317,7 @@ class Runner:
                 time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
                 continue
             if self.pack > 1:
-                self._run_pack(min(self.pack, self.budget - done - running))
+                self._run_packed()
                 continue
             study.optimize(
                 _guarded(self.objective),
@@ -329,48 +329,64 @@ class Runner:
                 show_progress_bar=False,
             )
 
-    def _run_pack(self, size: int) -> None:
-        """Asks ``size`` trials and trains them as one pack (:meth:`Objective.run_pack`), each
-        with its heartbeat; tells each its outcome. An error fails the whole pack (recorded on
-        each trial); Ctrl-C leaves the trials to :meth:`run`'s requeue."""
+    def _run_packed(self) -> None:
+        """Trains trials in this worker's pack (:meth:`Objective.run_packed`) while the budget,
+        the deadline, the failure limit and the memory limit allow: each trial is asked when a
+        slot frees (never more than the budget leaves), keeps its heartbeat while it trains and
+        is told its outcome at the epoch end where it ended. An error fails the pack's running
+        trials (recorded on each); Ctrl-C leaves them to :meth:`run`'s requeue."""
         import optuna
         from optuna.trial import TrialState
 
-        from lrsearch._optuna import heartbeats
+        from lrsearch._optuna import Heartbeats
 
         study = self.handle.optuna
-        with warnings.catch_warnings():
-            # "Heartbeat of storage is supposed to be used with Study.optimize": here each
-            # trial of the pack gets the heartbeat optimize would give it (_optuna.heartbeats)
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trials = [study.ask() for _ in range(size)]
-        self.objective.current_trials = trials
-        try:
-            with heartbeats(study, trials):
-                outcomes: list[float | BaseException] = self.objective.run_pack(
-                    trials, slots=self.pack
-                )
-        except KeyboardInterrupt:
-            for trial in trials:
-                study.tell(trial, state=TrialState.FAIL)
-            raise
-        except Exception as exc:  # noqa: BLE001 - recorded on every trial of the pack
-            cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
-            text = describe_error(
-                cause if isinstance(cause, Exception) else exc, self.objective.base_dir
-            )
-            outcomes = [TrialError(text)] * len(trials)
-            for trial in trials:
-                TrialRecord(error=text).write(trial)
-        self.objective.current_trials = []
-        for trial, outcome in zip(trials, outcomes, strict=True):
+        stop = [False]
+
+        def ask() -> optuna.Trial | None:
+            if stop[0] or self.failures.stop or self.memory.exceeded:
+                return None
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return None
+            optuna.storages.fail_stale_trials(study)
+            done, running = self.handle.progress()
+            if done + running >= self.budget:
+                return None
+            with warnings.catch_warnings():
+                # "Heartbeat of storage is supposed to be used with Study.optimize": each trial
+                # of the pack gets the heartbeat optimize would give it (_optuna.Heartbeats)
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            beats.start(trial)
+            return trial
+
+        def tell(trial: optuna.Trial, outcome: float | BaseException) -> None:
+            beats.stop(trial)
             if isinstance(outcome, optuna.TrialPruned):
                 frozen = study.tell(trial, state=TrialState.PRUNED)
             elif isinstance(outcome, BaseException):
                 frozen = study.tell(trial, state=TrialState.FAIL)
             else:
                 frozen = study.tell(trial, outcome)
-            self._bookkeep(study, frozen)  # the loop checks budget, failures and memory
+            stop[0] = self._bookkeep(study, frozen) or stop[0]
+
+        with Heartbeats(study) as beats:
+            try:
+                self.objective.run_packed(ask, tell, slots=self.pack)
+            except KeyboardInterrupt:
+                for trial in self.objective.current_trials:
+                    beats.stop(trial)
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded on every running trial
+                cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
+                text = describe_error(
+                    cause if isinstance(cause, Exception) else exc, self.objective.base_dir
+                )
+                running, self.objective.current_trials = self.objective.current_trials, []
+                for trial in running:
+                    TrialRecord(error=text).write(trial)
+                    tell(trial, TrialError(text))
 
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """``optimize``'s callback: the bookkeeping, and stop when it says so."""

@@ -104,7 +104,11 @@ def test_every_family_trains_as_its_unpacked_trial(
     for point, seed, result in zip(points, seeds, packed, strict=True):
         unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE)
         _assert_same(result, unpacked, _tolerance())
-        assert result.extra == {"pack_size": len(points), "shuffle_seed": SHUFFLE}
+        assert result.extra == {
+            "pack_size": len(points),
+            "shuffle_seed": SHUFFLE,
+            "shuffle_epoch": 0,
+        }
     plateau = packed[families.index("plateau")]
     assert plateau.history["lr"][2] < plateau.history["lr"][1]  # its own cut was exercised
     losses = {round(r.history["loss"][-1], 6) for r in packed}
@@ -117,7 +121,61 @@ def test_every_family_trains_as_its_unpacked_trial(
     for point, seed, result in zip(again, seeds, second, strict=True):
         unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE + 1)
         _assert_same(result, unpacked, _tolerance())
-        assert result.extra == {"pack_size": 3, "shuffle_seed": SHUFFLE + 1}
+        assert result.extra == {
+            "pack_size": len(points),  # the slots
+            "shuffle_seed": SHUFFLE + 1,
+            "shuffle_epoch": 0,
+        }
+
+
+@pytest.mark.parametrize(
+    ("model", "optimizer", "stacked"),
+    [(MLP, "adam", True), (CNN, "sgd", False)],
+    ids=["mlp-stacked-adam", "cnn-side-by-side-sgd"],
+)
+def test_a_freed_slot_takes_the_next_trial_which_trains_as_its_replay(
+    model: dict, optimizer: str, stacked: bool
+) -> None:
+    """3 trials on 2 slots: the first is pruned after epoch 1 and the third takes its slot for
+    epoch 2 on, counting its own steps (schedule, Adam's bias correction). It trains as its
+    replay (a pack of one slot loading it after the same first epoch of the batch order), the
+    second trains bit-identically as with no third trial, and the results come back at the
+    epoch end where each trial ended."""
+    config = _config(model, optimizer, epochs=3)
+    dataset = load_data(config)
+    points = _points(config, ["cosine", "wsd", "onecycle"])
+    seeds = [SEEDS_FROM + k for k in range(3)]
+    trainer = PackTrainer(config, dataset, 2, stacked=stacked)
+    ended: list[tuple[int, int]] = []
+
+    class Epochs(import_keras().callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ended.append((epoch + 1, trainer.trained))
+
+    reports = [lambda value, epoch: True, None, None]
+    results = trainer.train(
+        points, seeds=seeds, shuffle_seed=SHUFFLE, reports=reports, callbacks=[Epochs()]
+    )
+    assert [r.outcome for r in results] == ["pruned", "complete", "complete"]
+    assert [r.extra["shuffle_epoch"] for r in results] == [0, 0, 1]
+    assert [r.history["epoch"] for r in results] == [[1], [1, 2, 3], [1, 2, 3]]
+    assert ended == [(1, 1), (2, 1), (3, 2), (4, 3)]  # the pack ran 4 epochs
+
+    alone = train_pack(
+        config,
+        dataset,
+        points[:2],
+        seeds=seeds[:2],
+        shuffle_seed=SHUFFLE,
+        stacked=stacked,
+        reports=reports[:2],
+    )
+    assert alone[1].history == results[1].history  # untouched by the third trial's loading
+
+    replay = PackTrainer(config, dataset, 1, stacked=stacked)
+    (again,) = replay.train([points[2]], seeds=seeds[2:], shuffle_seed=SHUFFLE, skip_epochs=1)
+    _assert_same(results[2], again, _tolerance())
+    assert again.extra["shuffle_epoch"] == 1
 
 
 def _replace_lr(point: SchedulePoint, learning_rate: float) -> SchedulePoint:
@@ -226,8 +284,8 @@ def test_cli_pack_limit_is_the_config_limit() -> None:
 
 @pytest.mark.slow
 def test_exactness_under_jax() -> None:
-    """The exactness (stacked MLP) and isolation tests above again, with Keras on JAX."""
-    pytest_under_jax("tests/test_packing.py", "mlp-stacked-adam or bit_identical")
+    """The exactness (stacked MLP), isolation and refill tests above again, on JAX."""
+    pytest_under_jax("tests/test_packing.py", "mlp-stacked-adam or bit_identical or freed_slot")
 
 
 # --- a packed study, as a user runs it ---------------------------------------------------------
@@ -245,9 +303,10 @@ def _start(folder: Path, study_file: Path, *args: str) -> subprocess.CompletedPr
 
 
 def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path: Path) -> None:
-    """``lrsearch start --pack 3`` with a budget of 5: packs of 3 and 2, each trial a real
-    Optuna trial (params, per-epoch reports, attributes) like an unpacked study's; retraining a
-    packed trial alone gives its recorded history."""
+    """``lrsearch start --pack 3`` with a budget of 5: one pack of 3 slots, the two trials
+    after the first three taking their slots when those end (epoch 2), each trial a real Optuna
+    trial (params, per-epoch reports, attributes) like an unpacked study's; retraining a packed
+    trial alone gives its recorded history, a trial that joined the running pack too."""
     from lrsearch.records import TrialRecord
     from lrsearch.retrain import retrain
 
@@ -266,11 +325,11 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
     unpacked = optuna.load_study(study_name="plain", storage=url).trials
     assert len(packed) == 5 and {t.state.name for t in packed} <= {"COMPLETE", "PRUNED"}
     records = [TrialRecord.of(t) for t in packed]
-    assert [r.pack_size for r in records] == [3, 3, 3, 2, 2]
-    assert len({r.shuffle_seed for r in records[:3]}) == 1
-    assert [records[i].shuffle_seed == records[i].seed for i in (0, 3)] == [True, True]
+    assert [r.pack_size for r in records] == [3, 3, 3, 3, 3]
+    assert {r.shuffle_seed for r in records} == {records[0].seed}  # one fit, one batch order
+    assert [r.shuffle_epoch for r in records] == [0, 0, 0, 2, 2]
     assert len({r.seed for r in records}) == 5
-    extra = {TrialRecord.key("pack_size"), TrialRecord.key("shuffle_seed")}
+    extra = {TrialRecord.key(k) for k in ("pack_size", "shuffle_seed", "shuffle_epoch")}
     assert {t.state.name for t in packed + unpacked} == {"COMPLETE"}  # pruner "none"
     for trial in packed:
         assert set(trial.user_attrs) - extra == set(unpacked[0].user_attrs)
@@ -278,12 +337,15 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
         assert sorted(trial.intermediate_values) == list(range(1, 3))  # epochs 1 and 2
         assert trial.datetime_complete is not None
 
-    # a trial of the second pack, trained on the worker's reused (compiled once) model
-    complete = next(t for t in packed[3:] + packed[:3] if t.state.name == "COMPLETE")
-    again = retrain("packed", tmp_path / "again.keras", storage_url=url, trial=complete.number)
-    stored = TrialRecord.of(complete).history or {}
-    for key in METRICS:
-        np.testing.assert_allclose(again.history[key], stored[key], rtol=1e-5, err_msg=key)
+    # a trial from the pack's start (replayed unpacked) and one that joined at epoch 2
+    # (replayed by a pack of one slot loading it there)
+    for complete in (packed[0], packed[4]):
+        again = retrain("packed", tmp_path / "again.keras", storage_url=url, trial=complete.number)
+        stored = TrialRecord.of(complete).history or {}
+        for key in METRICS:
+            np.testing.assert_allclose(
+                again.history[key], stored[key], rtol=1e-5, err_msg=f"{key} #{complete.number}"
+            )
 
     # optuna-dashboard's own API serves a packed trial as it serves an unpacked one
     import json
@@ -303,7 +365,7 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
         proc.terminate()
         proc.wait(timeout=10)
     assert len(served["packed"]) == 5 and len(served["plain"]) == 2
-    shown = {TrialRecord.key("pack_size"), TrialRecord.key("shuffle_seed")}
+    shown = extra
     for trial in served["packed"]:
         keys = {a["key"] for a in trial["user_attrs"]}
         assert shown <= keys
