@@ -3,13 +3,15 @@
 Runs ``lrsearch start`` on a study of many short trials (the default study's data and MLP, 2
 epochs a trial) twice, side by side in one run:
 
-- recycled: the default, a worker process is replaced once its memory grew by more than
-  ``LRSEARCH_RECYCLE_MB`` (128) since its first trial;
-- not recycled: ``LRSEARCH_RECYCLE_MB`` set out of reach, one worker process for the whole study
-  (how lrsearch ran before, and how a hand-written loop of ``clear_session``, build, compile and
-  ``fit`` behaves: Keras issues #17458 and #20552);
-- packed (``--pack``, default 8), not recycled: one worker whose packed model is built and
-  compiled once and reused by every pack (:class:`lrsearch.packing.PackTrainer`).
+- recycled: ``--pack 1`` (one trial at a time) with the default recycling, a worker process is
+  replaced once its memory grew by more than ``LRSEARCH_RECYCLE_MB`` (128) since its first
+  trial;
+- not recycled: ``--pack 1`` with ``LRSEARCH_RECYCLE_MB`` set out of reach, one worker process
+  for the whole study. Before compile-once, every trial rebuilt and recompiled its model and a
+  process grew ~5.6 MB per trial (as a hand-written loop of ``clear_session``, build, compile and
+  ``fit`` does: Keras issues #17458 and #20552); now every trial is loaded into the one model the
+  worker compiled (:class:`lrsearch.packing.PackTrainer`);
+- packed (``--pack``, default 8), not recycled: the same, 8 trials at a time.
 
 The resident memory of the command's whole process tree (supervisor + worker) is sampled every
 0.2 s and matched to the number of finished trials (the trial lines printed so far). Prints the

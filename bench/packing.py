@@ -7,12 +7,13 @@ unpacked path (``objective.train``: build, compile, fit each trial), in one proc
 backend. Sizes are alternated within a round and rounds repeated, so every variant sees the same
 machine load; prints seconds per pack and steady trials per minute against the unpacked path.
 
-``study``: runs ``lrsearch start STUDY --pack K`` and ``--pack 1`` on fresh SQLite files for a
-few study seeds, alternated, and prints wall time and the best value each reached.
+``study``: runs ``lrsearch start STUDY --pack K`` (default ``auto``) and ``--pack 1`` (one trial
+at a time on a model compiled once) on fresh SQLite files for a few study seeds, alternated, and
+prints wall time and the best value each reached.
 
     python bench/packing.py throughput [--study studies/digits.toml] [--sizes 1 4 8 16 32]
                                        [--rounds 2] [--backends tensorflow jax]
-    python bench/packing.py study [--study studies/digits.toml] [--pack 8] [--seeds 0 1 2]
+    python bench/packing.py study [--study studies/digits.toml] [--pack auto] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def study(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
-            for pack in (args.pack, 1) if seed % 2 == 0 else (1, args.pack):
+            for pack in (args.pack, "1") if seed % 2 == 0 else ("1", args.pack):
                 path = Path(folder) / f"s{seed}-p{pack}.toml"
                 path.write_text(text.replace("seed = 0", f"seed = {seed}", 1), encoding="utf-8")
                 url = f"sqlite:///{Path(folder) / f's{seed}-p{pack}.db'}"
@@ -135,14 +136,14 @@ def study(args: argparse.Namespace) -> None:
                 seconds = time.perf_counter() - start
                 s = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
                 rows.append((seed, pack, seconds, s.best_value, len(s.trials)))
-                print(f"seed {seed} pack {pack:>2}: {seconds:6.1f} s, best {s.best_value:.4f}")
-    for pack in (1, args.pack):
+                print(f"seed {seed} pack {pack:>4}: {seconds:6.1f} s, best {s.best_value:.4f}")
+    for pack in ("1", args.pack):
         mine = [r for r in rows if r[1] == pack]
         print(
-            f"pack {pack:>2}: median {statistics.median(r[2] for r in mine):.1f} s, best values "
+            f"pack {pack:>4}: median {statistics.median(r[2] for r in mine):.1f} s, best values "
             f"{[round(r[3], 4) for r in mine]}"
         )
-    slow = statistics.median(r[2] for r in rows if r[1] == 1)
+    slow = statistics.median(r[2] for r in rows if r[1] == "1")
     fast = statistics.median(r[2] for r in rows if r[1] == args.pack)
     print(f"wall time ratio (pack 1 / pack {args.pack}): {slow / fast:.2f}x")
 
@@ -154,7 +155,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
-    parser.add_argument("--pack", type=int, default=8)
+    parser.add_argument("--pack", default="auto", help="K or auto, against --pack 1")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
     if args.part == "child":

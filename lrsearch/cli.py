@@ -128,6 +128,23 @@ def _artifacts_option(f: Any) -> Any:
 _MAX_PACK = 64  # lrsearch.config.MAX_PACK (not imported: --help stays light); a test compares
 
 
+class _PackType(click.ParamType):
+    """``--pack``: ``auto`` or a whole number from 1 to the limit."""
+
+    name = "pack"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if value == "auto":
+            return "auto"
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if 1 <= number <= _MAX_PACK:
+            return number
+        self.fail(f"{value!r} is not 'auto' or a whole number from 1 to {_MAX_PACK}.", param, ctx)
+
+
 def _run_options(f: Any) -> Any:
     """Options shared by ``start`` and ``resume``."""
     for option in reversed(
@@ -156,11 +173,11 @@ def _run_options(f: Any) -> Any:
             ),
             click.option(
                 "--pack",
-                type=click.IntRange(min=1, max=_MAX_PACK),
+                type=_PackType(),
                 default=None,
-                metavar="K",
-                help="Train K trials at once in one packed model (1: one by one)  "
-                "[default: the file's training.pack]",
+                metavar="K|auto",
+                help="Train K trials at once in one packed model (1: one by one; auto: "
+                "calibrated)  [default: the file's training.pack, auto]",
             ),
             click.option(
                 "--no-progress", is_flag=True, help="No progress bar (lines still print)."
@@ -190,7 +207,7 @@ def _run(
     workers: int,
     no_progress: bool,
     backend: str | None,
-    pack: int | None,
+    pack: int | str | None,
     artifacts: str | None = None,
 ) -> None:
     """Runs the study in worker processes and prints where it stands."""
@@ -251,7 +268,7 @@ def start(
     n_trials: int | None,
     timeout: float | None,
     workers: int,
-    pack: int | None,
+    pack: int | str | None,
     no_progress: bool,
     backend: str | None,
     study_name: str | None,
@@ -307,7 +324,7 @@ def resume(
     n_trials: int | None,
     timeout: float | None,
     workers: int,
-    pack: int | None,
+    pack: int | str | None,
     no_progress: bool,
     backend: str | None,
 ) -> None:

@@ -24,7 +24,7 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -263,7 +263,9 @@ class TrainingConfig(_Strict):
     loss: str = "sparse_categorical_crossentropy"
     divergence_factor: float = Field(10.0, gt=1.0)
     backend: Literal["tensorflow", "jax"] = "tensorflow"
-    pack: int = Field(1, ge=1, le=MAX_PACK)
+    pack: Annotated[int, Field(ge=1, le=MAX_PACK)] | Literal["auto"] = "auto"
+    """Trials trained at once in one packed model (:mod:`lrsearch.packing`); ``"auto"``: a
+    short calibration picks it for the built-in models, 1 for a ``python:`` model."""
 
 
 Value = float | int | bool | str
@@ -365,11 +367,12 @@ class StudyConfig(_Strict):
                 _check_finite(f"baseline.{i}.{_cut(str(key), 60)}", value)
         return self
 
-    def with_pack(self, pack: int) -> StudyConfig:
+    def with_pack(self, pack: int | str) -> StudyConfig:
         """This config with ``training.pack = pack`` (validated: one line naming ``--pack``)."""
-        if isinstance(pack, bool) or not isinstance(pack, int) or not 1 <= pack <= MAX_PACK:
+        whole = isinstance(pack, int) and not isinstance(pack, bool) and 1 <= pack <= MAX_PACK
+        if not whole and pack != "auto":
             raise ConfigError(
-                f"--pack must be a whole number from 1 to {MAX_PACK}. Received: {pack!r}"
+                f"--pack must be 'auto' or a whole number from 1 to {MAX_PACK}. Received: {pack!r}"
             )
         training = self.training.model_copy(update={"pack": pack})
         return self.model_copy(update={"training": training})

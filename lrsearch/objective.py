@@ -402,6 +402,9 @@ class Objective:
         self.current_trial: optuna.Trial | None = None
         self.current_trials: list[optuna.Trial] = []  # the running pack's
         self._packer: Any = None  # a PackTrainer, built by the first pack
+        # False for a model with its own train_step or compute_loss (found by check()): a
+        # packed model would bypass them, so its trials train one by one, unpacked
+        self.packable = True
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -431,6 +434,10 @@ class Objective:
                 f"model.type = {config.model.type!r}: building the model failed: "
                 f"{describe_error(exc, self.base_dir)}"
             ) from None
+        self.packable = all(
+            getattr(type(model), name) is getattr(keras.Model, name)
+            for name in ("train_step", "compute_loss")
+        )
         try:
             model.compile(
                 optimizer=make_optimizer(config, 1e-3),
@@ -545,11 +552,33 @@ class Objective:
         )
         return self.finish(trial, result)
 
+    def pack_size(self, left: int) -> tuple[int, str | None]:
+        """The pack size ``training.pack`` asks for, and a line saying how it was chosen (or
+        None), for a worker with ``left`` trials of budget to run: a size K, at most ``left``;
+        ``"auto"`` calibrates the built-in models (:func:`lrsearch.packing.calibrate`, at most
+        :data:`~lrsearch.packing.AUTO_SHARE` of ``left``; its trainer is kept) and gives 1 for
+        a ``python:`` model. A model that cannot pack trains one by one."""
+        pack = self.config.training.pack
+        if not self.packable:
+            said = None if pack in (1, "auto") else f"pack {pack}: this model trains unpacked"
+            return 1, said and said + " (it has its own train_step or compute_loss)"
+        if pack != "auto":
+            return max(min(int(pack), left), 1), None
+        if self.config.model.type.startswith("python:"):
+            return 1, None
+        from lrsearch.packing import AUTO_SHARE, calibrate
+
+        most = max(left // AUTO_SHARE, 1)
+        calibration = calibrate(self.config, self.dataset, base_dir=self.base_dir, most=most)
+        if calibration.trainer is not None:
+            self._packer = calibration.trainer  # compiled already: the first trial reuses it
+        return calibration.size, calibration.line()
+
     def run_packed(
         self,
         ask: Callable[[], optuna.Trial | None],
         tell: Callable[[optuna.Trial, float | BaseException], None],
-        slots: int | None = None,
+        size: int,
     ) -> int:
         """Trains the trials ``ask`` gives in this worker's pack, its slots kept full; returns
         how many it trained.
@@ -557,8 +586,8 @@ class Objective:
         ``ask()`` gives the next trial (None: no more); ``tell(trial, outcome)`` gets each
         trial's value, or the ``optuna.TrialPruned`` that ends it, at the epoch end where it
         ended, after its record is written. The packed model
-        (:class:`lrsearch.packing.PackTrainer`, ``slots`` slots, default ``training.pack``) is
-        built and compiled on the first call and reused by the next ones. The batch order is
+        (:class:`lrsearch.packing.PackTrainer`, ``size`` slots) is built and compiled on the
+        first call and reused by the next ones. The batch order is
         seeded by the first trial's seed; ``pack_size``, ``shuffle_seed`` and
         ``shuffle_epoch`` are recorded on every trial. :attr:`current_trials` holds the
         running ones.
@@ -570,7 +599,6 @@ class Objective:
 
         from lrsearch.packing import PackEntry, PackTrainer
 
-        size = slots or self.config.training.pack
         shuffle_seed: list[int] = []
 
         def next_entry() -> PackEntry | None:

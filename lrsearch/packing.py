@@ -10,9 +10,11 @@ would have produced it; it is built and compiled once and trains pack after pack
 
 - **Weights.** Each copy is first built exactly as its unpacked trial builds it (the study's
   model under ``keras.utils.set_random_seed(seed)``) and its weights are loaded into its slot.
-  The built-in ``mlp`` runs as *stacked* layers (:class:`PackedDense`: one ``(K, in, out)``
-  kernel, one op for all copies); any other model (``cnn``, ``python:module:function``) runs as
-  K copies side by side in one functional model (BatchNorm, Dropout and all stay per copy).
+  The built-in ``mlp`` and ``cnn`` run as *stacked* layers (:class:`PackedDense`: one
+  ``(K, in, out)`` kernel; a convolution of K times the filters, grouped by copy; one op per
+  layer for all copies, see :func:`_stacked`); any other model (``python:module:function``)
+  runs as K copies side by side in one functional model (BatchNorm, Dropout and all stay per
+  copy).
 - **Batches.** The copies share one batch order: the data is shuffled from ``shuffle_seed``
   (``keras.utils.set_random_seed(shuffle_seed)`` right before ``fit``, the metrics built
   beforehand, see :func:`~lrsearch.objective.build_metrics`). The unpacked
@@ -42,10 +44,11 @@ weight decay look variables up).
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +64,20 @@ if TYPE_CHECKING:
     from lrsearch.objective import TrainResult
     from lrsearch.space import SchedulePoint
 
-__all__ = ["MAX_TABLE", "PACKED_METRICS", "PackEntry", "PackTrainer", "train_pack"]
+__all__ = [
+    "MAX_TABLE",
+    "PACKED_METRICS",
+    "Calibration",
+    "PackEntry",
+    "PackTrainer",
+    "calibrate",
+    "train_pack",
+]
 
 PACKED_METRICS = ("loss", "accuracy")
 """The per-copy metrics a pack logs, as the unpacked training logs them (and ``val_``)."""
 
-_STACKED = ("mlp",)
+_STACKED = ("mlp", "cnn")
 """Built-in model types that pack as stacked layers (the others pack side by side)."""
 
 
@@ -201,6 +212,19 @@ def _copy_output(y_pred: Any, k: int) -> Any:
     return out
 
 
+@dataclass(frozen=True)
+class Blocks:
+    """A variable whose last axis holds the copies side by side, ``size`` entries each (a
+    stacked convolution's kernel and bias: copy k owns ``[..., k*size:(k+1)*size]``)."""
+
+    size: int
+
+
+Layout = dict[int, "int | Blocks"]
+"""``id(variable) -> where its copies are``: an ``int`` k for a variable of copy k alone (side by
+side), :class:`Blocks` for copies along the last axis; a variable not in it holds the copies on
+its leading axis (stacked: ``(K, ...)``)."""
+
 _OPTIMIZER_CLASSES: dict[type, type] = {}
 
 
@@ -227,15 +251,15 @@ def packed_optimizer_class(base: type) -> type:
 
     class Packed(base):
         def set_copies(
-            self, copy_of: dict[int, int], active: Any, offset: Any, own: Sequence[Any] = ()
+            self, layout: Layout, active: Any, offset: Any, own: Sequence[Any] = ()
         ) -> None:
-            """``copy_of``: ``id(variable) -> k`` for per-copy variables (the others are
-            stacked); ``active``, ``offset``: the ``(K,)`` optimizer variables of running copies
-            and of the step each copy's trial joined at; ``own``: the pack's other variables."""
+            """``layout``: where each variable keeps its copies (see :data:`Layout`);
+            ``active``, ``offset``: the ``(K,)`` optimizer variables of running copies and of
+            the step each copy's trial joined at; ``own``: the pack's other variables."""
             self._lrsearch_active = active
             self._lrsearch_offset = offset
-            self._lrsearch_by_index: list[int | None] = [
-                copy_of.get(id(v)) for v in self._trainable_variables
+            self._lrsearch_by_index: list[int | Blocks | None] = [
+                layout.get(id(v)) for v in self._trainable_variables
             ]
             # the state Keras keeps per trainable variable: lists aligned with them
             # (SGD's momentums; Adam's momentums, velocities and velocity hats)
@@ -265,19 +289,24 @@ def packed_optimizer_class(base: type) -> type:
                 for index, variable in enumerate(state):
                     if variable is None:
                         continue
-                    owner = self._lrsearch_by_index[index]
-                    if owner == k:
+                    where = self._lrsearch_by_index[index]
+                    if where == k:
                         variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-                    elif owner is None:  # stacked: row k
+                    elif where is None or isinstance(where, Blocks):
                         value = np.array(ops.convert_to_numpy(variable))
-                        value[k] = 0
+                        if where is None:
+                            value[k] = 0  # stacked: row k
+                        else:
+                            value[..., k * where.size : (k + 1) * where.size] = 0
                         variable.assign(value)
 
         def _per_copy(self, variable: Any, vector: Any) -> Any:
-            k = self._lrsearch_by_index[self._get_variable_index(variable)]
-            if k is None:
+            where = self._lrsearch_by_index[self._get_variable_index(variable)]
+            if where is None:
                 return ops.reshape(vector, (-1,) + (1,) * (len(variable.shape) - 1))
-            return vector[k]
+            if isinstance(where, Blocks):  # broadcast along the last axis, a block per copy
+                return ops.repeat(vector, where.size, axis=0)
+            return vector[where]
 
         def _own_step_rates(self, learning_rate: Any) -> Any:
             """Adam's bias correction at each copy's own step instead of the optimizer's."""
@@ -561,32 +590,78 @@ def _build_copies(
         np.random.set_state(numpy_state)
 
 
-def _dense_layers(model: Any) -> list[Any]:
-    keras = import_keras()
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+def _weighted_layers(model: Any) -> list[Any]:
+    """The layers holding weights, in order (a built-in model's ``Conv2D`` and ``Dense``)."""
+    return [layer for layer in model.layers if layer.weights]
 
 
-def _stacked_mlp(config: StudyConfig, dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
-    """The built-in ``mlp`` as stacked layers holding the copies' weights."""
+def _stacked(config: StudyConfig, dataset: Dataset, copies: list[Any]) -> tuple[Any, Layout]:
+    """The built-in ``mlp`` or ``cnn`` as stacked layers holding the copies' weights: one op per
+    layer for all copies. Dense layers are :class:`PackedDense`; a convolution is one
+    ``Conv2D`` of K times the filters (the first on the shared input, the next grouped by copy:
+    ``groups=K``), its kernel and bias holding copy k's filters in block k (:class:`Blocks`);
+    pooling acts per channel, so per copy."""
     keras = import_keras()
+    layers = keras.layers
     PackedDense = _keras_classes()["PackedDense"]
     k = len(copies)
-    dense = [_dense_layers(m) for m in copies]
-    first = dense[0]
+    first = copies[0]
     inputs = keras.Input(shape=dataset.input_shape)
-    x = keras.layers.Flatten()(inputs) if len(dataset.input_shape) > 1 else inputs
-    dropout = float(config.model.params.get("dropout", 0.0) or 0.0)
-    stacked = []
-    for i, layer in enumerate(first):
-        packed = PackedDense(k, layer.units, layer.activation)
-        x = packed(x)
-        stacked.append(packed)
-        if dropout and i < len(first) - 1:
-            x = keras.layers.Dropout(dropout)(x)
-    model = keras.Model(inputs, x, name="packed_mlp")
-    for i, packed in enumerate(stacked):
-        packed.set_copies([layers[i] for layers in dense])
-    return model, {}
+    x = inputs
+    layout: Layout = {}
+    convolved = False
+    for layer in first.layers[1:]:
+        if isinstance(layer, layers.Conv2D):
+            conv = layers.Conv2D(
+                k * layer.filters,
+                layer.kernel_size,
+                padding=layer.padding,
+                activation=layer.activation,
+                groups=k if convolved else 1,
+            )
+            x = conv(x)
+            layout.update({id(v): Blocks(layer.filters) for v in conv.trainable_variables})
+            convolved = True
+        elif isinstance(layer, layers.Dense):
+            if convolved and len(x.shape) == 2:  # (B, K*F): one row of features per copy
+                x = layers.Reshape((k, int(x.shape[-1]) // k))(x)
+            x = PackedDense(k, layer.units, layer.activation)(x)
+        elif not layer.weights:  # Flatten, Dropout, pooling: the same layer, anew
+            settings = {key: v for key, v in layer.get_config().items() if key != "name"}
+            x = layer.__class__.from_config(settings)(x)
+        else:
+            raise ValueError(f"Cannot stack a {type(layer).__name__} layer")
+    model = keras.Model(inputs, x, name=f"packed_{first.name}")
+    for slot, copy in enumerate(copies):
+        _set_slot(model, copy, slot)
+    return model, layout
+
+
+def _set_slot(packed: Any, copy: Any, k: int) -> None:
+    """Slot k of a stacked model takes ``copy``'s weights."""
+    for layer, own in zip(_weighted_layers(packed), _weighted_layers(copy), strict=True):
+        if hasattr(layer, "set_copies"):
+            layer.set_copies([own], slots=[k])
+            continue
+        for variable, value in zip(layer.weights, own.get_weights(), strict=True):
+            size = value.shape[-1]
+            array = np.array(import_keras().ops.convert_to_numpy(variable))
+            array[..., k * size : (k + 1) * size] = value
+            variable.assign(array)
+
+
+def _get_slot(packed: Any, copy: Any, k: int) -> None:
+    """``copy`` takes slot k's weights of a stacked model."""
+    numpy = import_keras().ops.convert_to_numpy
+    for layer, own in zip(_weighted_layers(packed), _weighted_layers(copy), strict=True):
+        values = [numpy(v) for v in layer.weights]
+        if hasattr(layer, "set_copies"):
+            own.set_weights([value[k] for value in values])
+            continue
+        sizes = [w.shape[-1] for w in own.weights]
+        own.set_weights(
+            [value[..., k * n : (k + 1) * n] for value, n in zip(values, sizes, strict=True)]
+        )
 
 
 def _side_by_side(dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
@@ -621,7 +696,9 @@ class PackTrainer:
         dataset: Data, loaded once per process.
         size: The number of slots (``training.pack``).
         base_dir: Folder of the study file, for ``python:`` targets.
-        stacked: Stacked layers (default for the built-in ``mlp``) or the copies side by side.
+        stacked: Stacked layers (default for the built-in models) or the copies side by side.
+        clear_session: Start from ``keras.backend.clear_session()`` (False keeps the models
+            built before alive and usable, as :func:`calibrate` does).
 
     Raises:
         ConfigError: ``size * total_steps`` learning rates would not fit :data:`MAX_TABLE`.
@@ -635,6 +712,7 @@ class PackTrainer:
         *,
         base_dir: Path | None = None,
         stacked: bool | None = None,
+        clear_session: bool = True,
     ) -> None:
         keras = import_keras()
         ops = keras.ops
@@ -651,13 +729,14 @@ class PackTrainer:
                 "pack = 1 for a budget this long."
             )
         self.stacked = config.model.type in _STACKED if stacked is None else stacked
-        keras.backend.clear_session()
+        if clear_session:
+            keras.backend.clear_session()
         copies = _build_copies(config, dataset, list(range(size)), base_dir)
         if self.stacked:
-            self.model, copy_of = _stacked_mlp(config, dataset, copies)
+            self.model, layout = _stacked(config, dataset, copies)
             self.copies: list[Any] = []
         else:
-            self.model, copy_of = _side_by_side(dataset, copies)
+            self.model, layout = _side_by_side(dataset, copies)
             self.copies = copies  # the slots' models, inside self.model
         self.schedule = _keras_classes()["PackedSchedule"]()
         base = make_optimizer(config, 1.0)
@@ -676,7 +755,7 @@ class PackTrainer:
         self.offset = variable("pack_offset", (size,), "zeros")
         optimizer.learning_rate = self.schedule
         self.schedule.bind(self.table, self.scale, self.active, self.offset)
-        optimizer.set_copies(copy_of, self.active, self.offset, own=(self.table, self.scale))
+        optimizer.set_copies(layout, self.active, self.offset, own=(self.table, self.scale))
         self.optimizer = optimizer
         losses, accuracies = _per_copy_functions(config, dataset, size)
 
@@ -714,9 +793,7 @@ class PackTrainer:
                 f"Every point of a pack must span the study's {self.total_steps} steps"
             )
         if self.stacked:
-            packed_layers = [la for la in self.model.layers if hasattr(la, "set_copies")]
-            for layer, dense in zip(packed_layers, _dense_layers(fresh), strict=True):
-                layer.set_copies([dense], slots=[k])
+            _set_slot(self.model, fresh, k)
         else:
             self.copies[k].set_weights(fresh.get_weights())
         self.optimizer.reset_copy(k)
@@ -853,20 +930,31 @@ class PackTrainer:
         self.packs += 1
         return self.trained - trained
 
+    def seconds_per_step(self, x: Any, y: Any) -> float:
+        """Seconds per training step of the packed model, every slot running, on ``x, y``:
+        the second of two epochs (the first compiles and warms up). Slots are reloaded before
+        any trial, so this trains nothing that lasts."""
+        keras = import_keras()
+        self.active.assign(np.ones(self.size, dtype="float32"))
+        times: list[float] = []
+        timer = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: times.append(time.perf_counter()),
+            on_epoch_end=lambda epoch, logs: times.append(time.perf_counter()),
+        )
+        batch = self.config.data.batch_size
+        self.model.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[timer])
+        self.active.assign(np.zeros(self.size, dtype="float32"))
+        return (times[3] - times[2]) / -(-len(x) // batch)
+
     def export(self, k: int, point: SchedulePoint) -> Any:
         """Slot k's model as the study's own model (its weights, compiled with the study's
         optimizer driven by ``point``'s schedule, whose state starts anew), to save or use
         alone."""
-        keras = import_keras()
         from lrsearch.objective import make_optimizer
 
         model = _build_copies(self.config, self.dataset, [0], self.base_dir)[0]
         if self.stacked:
-            packed_layers = [la for la in self.model.layers if hasattr(la, "set_copies")]
-            numpy = keras.ops.convert_to_numpy
-            for layer, dense in zip(packed_layers, _dense_layers(model), strict=True):
-                dense.kernel.assign(numpy(layer.kernel)[k])
-                dense.bias.assign(numpy(layer.bias)[k])
+            _get_slot(self.model, model, k)
         else:
             model.set_weights(self.copies[k].get_weights())
         model.compile(
@@ -927,6 +1015,108 @@ _OPEN_ENDED = 2**31 - 1
 (``stop_training``)."""
 
 
+AUTO_SIZES = (1, 2, 4, 8, 16, 32)
+"""The pack sizes ``pack = "auto"`` tries, smallest first."""
+
+AUTO_GAIN = 1.2
+"""``pack = "auto"`` doubles the pack while that gives at least this much more throughput."""
+
+AUTO_SHARE = 4
+"""``pack = "auto"`` packs at most 1/AUTO_SHARE of the trials the budget leaves: the sampler
+still learns from finished trials while the slots run (TPE asks with ``constant_liar``)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What ``pack = "auto"`` measured and chose: ``per_second[k]``, trial-steps per second
+    (``k`` / seconds per step) at pack ``k``, for each size tried."""
+
+    size: int
+    per_second: dict[int, float]
+    limit: str = ""  # what stopped the doubling short of a measured loss, if anything
+    trainer: PackTrainer | None = field(default=None, compare=False, repr=False)
+    """The compiled trainer of the chosen size, to train with (None when nothing was timed)."""
+
+    def line(self) -> str | None:
+        """What it measured and chose, for the user; None when it measured nothing."""
+        if not self.per_second:
+            return None
+        tried = ", ".join(f"{k}: {v:,.0f}" for k, v in self.per_second.items())
+        why = f"; {self.limit}" if self.limit else ""
+        return f"pack auto: {self.size} (trial-steps per second at pack {tried}{why})"
+
+
+def _memory_per_copy(model: Any, batch_size: int) -> int:
+    """Bytes one packed copy needs, roughly: weights, gradients, optimizer moments and the
+    copies the packed step makes (x8), and its activations forward and backward (x3)."""
+    weights = int(model.count_params()) * 4 * 8
+    activations = 0
+    for layer in model.layers:
+        shape = getattr(getattr(layer, "output", None), "shape", None)
+        if shape:
+            activations += int(np.prod([d for d in shape[1:] if d])) * batch_size * 4 * 3
+    return weights + activations
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to this process now (2 GiB where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2 * 2**30
+
+
+def calibrate(
+    config: StudyConfig,
+    dataset: Dataset,
+    *,
+    base_dir: Path | None = None,
+    most: int = AUTO_SIZES[-1],
+    steps: int = 16,
+) -> Calibration:
+    """Picks a pack size for the study's model on this machine (``pack = "auto"``).
+
+    Times ``steps`` training steps of a :class:`PackTrainer` at sizes 1, 2, 4, ... (after
+    one warm-up epoch of the same steps: compiled, caches warm) and keeps doubling while a
+    doubling trains at least :data:`AUTO_GAIN` times the trial-steps per second; stops at
+    ``most`` (the caller's share of the budget), at :data:`MAX_TABLE` and when the slots would
+    need more than a quarter of the memory available now. Each size tried compiles once (a
+    few seconds for the built-in models); the chosen size's trainer is kept to train with.
+    With ``most`` 1 nothing is timed.
+    """
+    from lrsearch.objective import build_study_model, make_budget
+
+    if most <= 1:
+        return Calibration(1, {}, "a budget this small trains one trial at a time")
+    keras = import_keras()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    probe = build_study_model(config, dataset, base_dir)
+    batch = config.data.batch_size
+    per_copy = _memory_per_copy(probe, batch)
+    cap = _available_memory() // 4
+    total_steps = make_budget(config, dataset).total_steps
+    x, y = dataset.x_train[: batch * steps], dataset.y_train[: batch * steps]
+    per_second: dict[int, float] = {}
+    best, limit, kept = 1, "", None
+    for size in AUTO_SIZES:
+        if size > most:
+            limit = f"at most {most} for this budget"
+            break
+        if size > 1 and size * per_copy > cap:
+            limit = f"{size} copies would need over a quarter of the free memory"
+            break
+        if size * total_steps > MAX_TABLE:
+            limit = f"{size} x {total_steps} learning rates exceed the table's {MAX_TABLE}"
+            break
+        trainer = PackTrainer(config, dataset, size, base_dir=base_dir, clear_session=False)
+        per_second[size] = size / trainer.seconds_per_step(x, y)
+        if size > 1 and per_second[size] < AUTO_GAIN * per_second[best]:
+            break
+        best, kept = size, trainer
+    return Calibration(best, per_second, limit, kept)
+
+
 def train_pack(
     config: StudyConfig,
     dataset: Dataset,
@@ -959,7 +1149,7 @@ def train_pack(
         base_dir: Folder of the study file, for ``python:`` targets.
         epochs: Fewer epochs than the study's (the schedules keep the study's budget).
         size: Slots (default ``len(points)``).
-        stacked: Stacked layers (default for the built-in ``mlp``) or the copies side by side.
+        stacked: Stacked layers (default for the built-in models) or the copies side by side.
         callbacks: More Keras callbacks, run after the pack's own at each event.
 
     Raises:

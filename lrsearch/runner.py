@@ -240,6 +240,7 @@ class Runner:
         salt: int | None = None,
         poll_seconds: float = 2.0,
         pack: int | None = None,
+        echo: Callable[[str], None] | None = None,
     ) -> None:
         self.handle = prepared.handle
         self.objective = prepared.objective
@@ -252,7 +253,8 @@ class Runner:
         self.memory = _MemoryWatch(recycle_mb)
         self.salt = salt
         self.poll_seconds = poll_seconds
-        self.pack = pack if pack is not None else self.objective.config.training.pack
+        self.pack = pack  # None: training.pack, resolved by the first run
+        self.echo = echo or (lambda line: None)
         self.ran = 0
 
     def run(self) -> RunSummary:
@@ -275,6 +277,10 @@ class Runner:
         if self.artifacts is not None:
             self.objective.on_trial_end = self.artifacts.upload_trial
         try:
+            if self.pack is None:
+                self.pack, said = self.objective.pack_size(left=max(self.budget - done, 1))
+                if said:
+                    self.echo(said)
             with quiet_logs():
                 self._loop()
         except KeyboardInterrupt:
@@ -316,7 +322,7 @@ class Runner:
             if done + running >= self.budget:
                 time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
                 continue
-            if self.pack > 1:
+            if self.objective.packable:
                 self._run_packed()
                 continue
             study.optimize(
@@ -372,7 +378,7 @@ class Runner:
 
         with Heartbeats(study) as beats:
             try:
-                self.objective.run_packed(ask, tell, slots=self.pack)
+                self.objective.run_packed(ask, tell, size=self.pack or 1)
             except KeyboardInterrupt:
                 for trial in self.objective.current_trials:
                     beats.stop(trial)
@@ -465,31 +471,24 @@ def _guarded(objective: Objective) -> Callable[[optuna.Trial], float]:
     return run
 
 
-# Measured in docs/benchmarks.md on a 2-core CPU: which backend trains a model type faster, and
-# by how much: one trial at a time (bench/backends.py), and packed (bench/packing.py, K = 8,
-# steady packs on a model compiled once: JAX's fast compiled step is then no longer paid for by
-# a compilation per trial).
-_FASTER_BACKEND = {
-    ("mlp", False): ("tensorflow", "1.6"),
-    ("cnn", False): ("tensorflow", "1.1"),
-    ("mlp", True): ("jax", "6.3"),
-    ("cnn", True): ("jax", "2.7"),
-}
+# Measured in docs/benchmarks.md on a 2-core CPU (bench/packing.py): which backend trains a
+# built-in model type faster on the path every built-in model takes (compiled once per worker,
+# trials loaded into it), and by how much at pack 8. JAX's compiled step is the faster one, at
+# pack 1 too (8.3x for the MLP, 5.5x for the CNN).
+_FASTER_BACKEND = {"mlp": ("jax", "6.3"), "cnn": ("jax", "2.7")}
 
 
-def backend_hint(model_type: str, *, packed: bool = False) -> str | None:
-    """One line when the backend in use is the slower one for this kind of model (packed or
-    one trial at a time)."""
-    known = _FASTER_BACKEND.get((model_type, packed))
+def backend_hint(model_type: str) -> str | None:
+    """One line when the backend in use is the slower one for this kind of model."""
+    known = _FASTER_BACKEND.get(model_type)
     if known is None:
         return None
     faster, ratio = known
     current = str(import_keras().backend.backend())
     if current == faster:
         return None
-    kind = f"packed {model_type}" if packed else model_type
     return (
-        f"hint: {faster} trained {kind} models ~{ratio}x faster than {current} "
+        f"hint: {faster} trained {model_type} models ~{ratio}x faster than {current} "
         f"in our benchmarks (docs/benchmarks.md); try --backend {faster}"
     )
 
@@ -510,7 +509,7 @@ def run_study(
     echo_err: Callable[[str], None] | None = None,
     backend: str | None = None,
     artifacts: str | None = None,
-    pack: int | None = None,
+    pack: int | str | None = None,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until it has ``n_trials`` finished ones.
 
@@ -521,7 +520,8 @@ def run_study(
     ``artifacts`` names the artifact store for trial pictures (``None``: none in this process;
     the workers default as ``lrsearch start`` does). Lines go to ``echo``; the workers' error
     lines to ``echo_err`` (default: standard error). ``pack`` (default ``training.pack``) trains
-    that many trials at once in one packed model (:mod:`lrsearch.packing`).
+    that many trials at once in one packed model (:mod:`lrsearch.packing`; ``"auto"``:
+    calibrated).
 
     Raises:
         Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
@@ -578,7 +578,7 @@ def run_study(
     done, _ = prepared.handle.progress()
     reporter = LinePrinter(prepared.budget, done, config.study.metric, bar=progress, echo=echo)
     deadline = None if timeout is None else time.monotonic() + timeout
-    return Runner(prepared, reporter, deadline=deadline, artifacts=recorder).run()
+    return Runner(prepared, reporter, deadline=deadline, artifacts=recorder, echo=echo).run()
 
 
 def _print_err(line: str) -> None:
@@ -617,7 +617,7 @@ def run_job(
             f"{prepared.budget} trials, storage {mask_url(handle.url)}"
             + (f", {job.n_workers} workers" if job.n_workers > 1 else "")
         )
-        hint = backend_hint(config.model.type, packed=config.training.pack > 1)
+        hint = backend_hint(config.model.type)
         if hint:
             echo(hint)
     from lrsearch.artifacts import recorder_for
@@ -643,4 +643,5 @@ def run_job(
         artifacts=recorder,
         recycle_mb=job.recycle_mb,
         salt=salt,
+        echo=lambda line: echo(prefix + line),
     ).run()

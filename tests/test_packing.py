@@ -51,7 +51,7 @@ def _config(
 
 
 MLP = {"type": "mlp", "hidden": [12, 8]}
-CNN = {"type": "cnn", "filters": [4], "dense": 8}
+CNN = {"type": "cnn", "filters": [4, 6], "dense": 8}  # two convolutions: one grouped
 
 
 def _points(config: StudyConfig, families: list[str], seed: int = 3) -> list[SchedulePoint]:
@@ -83,8 +83,8 @@ def _tolerance() -> float:
 
 @pytest.mark.parametrize(
     ("model", "optimizer", "stacked"),
-    [(MLP, "adam", True), (MLP, "sgd", False), (CNN, "adamw", False)],
-    ids=["mlp-stacked-adam", "mlp-side-by-side-sgd", "cnn-side-by-side-adamw"],
+    [(MLP, "adam", True), (MLP, "sgd", False), (CNN, "adamw", True)],
+    ids=["mlp-stacked-adam", "mlp-side-by-side-sgd", "cnn-stacked-adamw"],
 )
 def test_every_family_trains_as_its_unpacked_trial(
     model: dict, optimizer: str, stacked: bool
@@ -130,8 +130,8 @@ def test_every_family_trains_as_its_unpacked_trial(
 
 @pytest.mark.parametrize(
     ("model", "optimizer", "stacked"),
-    [(MLP, "adam", True), (CNN, "sgd", False)],
-    ids=["mlp-stacked-adam", "cnn-side-by-side-sgd"],
+    [(MLP, "adam", True), (CNN, "sgd", True), (MLP, "adamw", False)],
+    ids=["mlp-stacked-adam", "cnn-stacked-sgd", "mlp-side-by-side-adamw"],
 )
 def test_a_freed_slot_takes_the_next_trial_which_trains_as_its_replay(
     model: dict, optimizer: str, stacked: bool
@@ -176,6 +176,13 @@ def test_a_freed_slot_takes_the_next_trial_which_trains_as_its_replay(
     (again,) = replay.train([points[2]], seeds=seeds[2:], shuffle_seed=SHUFFLE, skip_epochs=1)
     _assert_same(results[2], again, _tolerance())
     assert again.extra["shuffle_epoch"] == 1
+
+    # a slot exported as the study's own model computes what the slot computes
+    x = dataset.x_val[:16]
+    for slot in (0, 1):
+        alone = trainer.export(slot, points[2]).predict(x, verbose=0)
+        packed = trainer.model.predict(x, verbose=0)[:, slot]
+        np.testing.assert_allclose(alone, packed, rtol=1e-5, atol=1e-6)
 
 
 def _replace_lr(point: SchedulePoint, learning_rate: float) -> SchedulePoint:
@@ -269,23 +276,123 @@ def test_a_frozen_copy_no_longer_changes() -> None:
 def test_pack_size_is_bounded_in_the_study_file() -> None:
     with pytest.raises(Exception, match="pack"):
         parse_study_config({"study": {"name": "x"}, "training": {"pack": MAX_PACK + 1}})
+    with pytest.raises(Exception, match="pack"):
+        parse_study_config({"study": {"name": "x"}, "training": {"pack": "many"}})
     config = parse_study_config({"study": {"name": "x"}, "training": {"pack": 4}})
     assert config.training.pack == 4
     assert config.with_pack(2).training.pack == 2
-    with pytest.raises(Exception, match="--pack"):
-        config.with_pack(0)
+    assert config.with_pack("auto").training.pack == "auto"
+    assert parse_study_config({"study": {"name": "x"}}).training.pack == "auto"  # the default
+    for bad in (0, MAX_PACK + 1, "many", True):
+        with pytest.raises(Exception, match="--pack must be 'auto' or a whole number"):
+            config.with_pack(bad)  # type: ignore[arg-type]
 
 
-def test_cli_pack_limit_is_the_config_limit() -> None:
+def test_cli_pack_takes_auto_or_a_size_within_the_config_limit(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
     from lrsearch import cli
 
     assert cli._MAX_PACK == MAX_PACK
+    study_file = tiny_study_file(tmp_path, "flags")
+    for bad in ("0", str(MAX_PACK + 1), "many"):
+        result = CliRunner().invoke(cli.cli, ["start", str(study_file), "--pack", bad])
+        assert result.exit_code == 2
+        assert "--pack" in result.output and "is not 'auto' or a whole number" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_auto_calibrates_a_size_within_the_budget() -> None:
+    """Real packed trainers timed at sizes 1, 2, ...: the chosen size is one it measured, the
+    doubling stops at the trials the budget leaves, and the line says what was measured."""
+    from lrsearch.packing import AUTO_GAIN, calibrate
+
+    config = _config(MLP)
+    dataset = load_data(config)
+    one = calibrate(config, dataset, most=1)
+    assert (one.size, one.per_second, one.trainer) == (1, {}, None)  # nothing to time
+    assert one.line() is None and one.limit  # nothing to say to the user
+    two = calibrate(config, dataset, most=2)
+    assert list(two.per_second) == [1, 2] and min(two.per_second.values()) > 0
+    gained = two.per_second[2] >= AUTO_GAIN * two.per_second[1]
+    assert two.size == (2 if gained else 1)
+    assert two.trainer is not None and two.trainer.size == two.size  # kept, compiled
+    line = two.line()
+    assert line and line.startswith(f"pack auto: {two.size} (trial-steps per second at pack 1: ")
+    assert ("at most 2 for this budget" in line) == gained
+    # the kept trainer trains (its model survived the larger sizes' builds)
+    points = _points(config, ["cosine"] * two.size)
+    results = two.trainer.train(points, seeds=list(range(two.size)), shuffle_seed=SHUFFLE)
+    assert all(r.outcome == "complete" for r in results)
+
+
+CUSTOM_STEP = """
+import keras
+
+
+class OwnStep(keras.Model):
+    def train_step(self, data):
+        return super().train_step(data)
+
+
+def own_step(input_shape, n_classes):
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    return OwnStep(inputs, keras.layers.Dense(n_classes, activation="softmax")(x))
+
+
+def plain(input_shape, n_classes):
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(x))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "pack", "size", "said"),
+    [
+        ("own_step", 4, 1, "pack 4: this model trains unpacked (it has its own train_step"),
+        ("own_step", "auto", 1, None),
+        ("plain", "auto", 1, None),  # a python: model packs only when asked to
+        ("plain", 3, 3, None),
+    ],
+)
+def test_pack_size_for_a_python_model(
+    tmp_path: Path, function: str, pack: int | str, size: int, said: str | None
+) -> None:
+    """A model with its own ``train_step`` never packs (a packed model would bypass it) and a
+    study of it trains its trials unpacked; ``auto`` is 1 for any ``python:`` model."""
+    from lrsearch.objective import Objective
+
+    (tmp_path / "custom_models.py").write_text(CUSTOM_STEP, encoding="utf-8")
+    config = parse_study_config(
+        {
+            "study": {"name": "own", "metric": "val_loss"},
+            "data": {"source": "digits", "limit": 400},
+            "model": {"type": f"python:custom_models:{function}"},
+            "training": {"epochs": 2, "pack": pack},
+            "space": {"families": ["cosine"]},
+        }
+    )
+    objective = Objective(config, base_dir=tmp_path)
+    objective.check()
+    assert objective.packable == (function == "plain")
+    chosen, line = objective.pack_size(left=8)
+    assert chosen == size
+    if said is None:
+        assert line is None
+    else:
+        assert line is not None and line.startswith(said)
+    if function == "own_step":
+        study = optuna.create_study()
+        study.optimize(objective, n_trials=1)  # the unpacked objective trains it
+        assert study.trials[0].state.name == "COMPLETE"
 
 
 @pytest.mark.slow
 def test_exactness_under_jax() -> None:
-    """The exactness (stacked MLP), isolation and refill tests above again, on JAX."""
-    pytest_under_jax("tests/test_packing.py", "mlp-stacked-adam or bit_identical or freed_slot")
+    """The exactness (stacked MLP and CNN), isolation and refill tests again, on JAX."""
+    pytest_under_jax("tests/test_packing.py", "stacked-adam or bit_identical or freed_slot")
 
 
 # --- a packed study, as a user runs it ---------------------------------------------------------
@@ -302,11 +409,11 @@ def _start(folder: Path, study_file: Path, *args: str) -> subprocess.CompletedPr
     )
 
 
-def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path: Path) -> None:
+def test_a_packed_study_reads_like_a_one_by_one_study_and_retrains_exactly(tmp_path: Path) -> None:
     """``lrsearch start --pack 3`` with a budget of 5: one pack of 3 slots, the two trials
     after the first three taking their slots when those end (epoch 2), each trial a real Optuna
-    trial (params, per-epoch reports, attributes) like an unpacked study's; retraining a packed
-    trial alone gives its recorded history, a trial that joined the running pack too."""
+    trial (params, per-epoch reports, attributes) like a ``--pack 1`` study's; retraining a
+    packed trial alone gives its recorded history, a trial that joined the running pack too."""
     from lrsearch.records import TrialRecord
     from lrsearch.retrain import retrain
 
@@ -318,7 +425,7 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Heartbeat" not in run.stderr and "Traceback" not in run.stderr
     assert "done: 5/5 finished" in run.stdout
-    plain = _start(tmp_path, plain_file, "--n-trials", "2", "--storage", url)
+    plain = _start(tmp_path, plain_file, "--pack", "1", "--n-trials", "2", "--storage", url)
     assert plain.returncode == 0, plain.stderr[-2000:]
 
     packed = optuna.load_study(study_name="packed", storage=url).trials
@@ -332,7 +439,7 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
     extra = {TrialRecord.key(k) for k in ("pack_size", "shuffle_seed", "shuffle_epoch")}
     assert {t.state.name for t in packed + unpacked} == {"COMPLETE"}  # pruner "none"
     for trial in packed:
-        assert set(trial.user_attrs) - extra == set(unpacked[0].user_attrs)
+        assert extra <= set(trial.user_attrs) == set(unpacked[0].user_attrs)
         assert "family" in trial.params and "learning_rate" in trial.params
         assert sorted(trial.intermediate_values) == list(range(1, 3))  # epochs 1 and 2
         assert trial.datetime_complete is not None
@@ -365,11 +472,10 @@ def test_a_packed_study_reads_like_an_unpacked_one_and_retrains_exactly(tmp_path
         proc.terminate()
         proc.wait(timeout=10)
     assert len(served["packed"]) == 5 and len(served["plain"]) == 2
-    shown = extra
+    assert [TrialRecord.of(t).pack_size for t in unpacked] == [1, 1]
     for trial in served["packed"]:
         keys = {a["key"] for a in trial["user_attrs"]}
-        assert shown <= keys
-        assert keys - shown == {a["key"] for a in served["plain"][0]["user_attrs"]}
+        assert extra <= keys == {a["key"] for a in served["plain"][0]["user_attrs"]}
         assert set(trial) == set(served["plain"][0])
         assert [v["step"] for v in trial["intermediate_values"]] == [1, 2]
         assert {p["name"] for p in trial["params"]} >= {"family", "learning_rate"}
