@@ -10,11 +10,11 @@ would have produced it; it is built and compiled once and trains pack after pack
 
 - **Weights.** Each copy is first built exactly as its unpacked trial builds it (the study's
   model under ``keras.utils.set_random_seed(seed)``) and its weights are loaded into its slot.
-  The built-in ``mlp`` and ``cnn`` run as *stacked* layers (:class:`PackedDense`: one
-  ``(K, in, out)`` kernel; a convolution of K times the filters, grouped by copy; one op per
-  layer for all copies, see :func:`_stacked`); any other model (``python:module:function``)
-  runs as K copies side by side in one functional model (BatchNorm, Dropout and all stay per
-  copy).
+  The built-in ``mlp`` runs as *stacked* layers (:class:`PackedDense`: one ``(K, in, out)``
+  kernel, one op per layer for all copies, see :func:`_stacked`, which also stacks the ``cnn``
+  as grouped convolutions when asked); any other model (``cnn``, ``python:module:function``)
+  runs by default as K copies side by side in one functional model (BatchNorm, Dropout and all
+  stay per copy).
 - **Batches.** The copies share one batch order: the data is shuffled from ``shuffle_seed``
   (``keras.utils.set_random_seed(shuffle_seed)`` right before ``fit``, the metrics built
   beforehand, see :func:`~lrsearch.objective.build_metrics`). The unpacked
@@ -77,8 +77,10 @@ __all__ = [
 PACKED_METRICS = ("loss", "accuracy")
 """The per-copy metrics a pack logs, as the unpacked training logs them (and ``val_``)."""
 
-_STACKED = ("mlp", "cnn")
-"""Built-in model types that pack as stacked layers (the others pack side by side)."""
+_STACKED = ("mlp",)
+"""Built-in model types that pack as stacked layers by default (the others side by side). The
+``cnn`` can stack too (``stacked=True``: grouped convolutions), but on a CPU a grouped
+convolution ran ~5x slower than K separate ones on both backends (docs/benchmarks.md)."""
 
 
 def _keras_classes() -> dict[str, Any]:
@@ -696,7 +698,8 @@ class PackTrainer:
         dataset: Data, loaded once per process.
         size: The number of slots (``training.pack``).
         base_dir: Folder of the study file, for ``python:`` targets.
-        stacked: Stacked layers (default for the built-in models) or the copies side by side.
+        stacked: Stacked layers (default for the built-in ``mlp``; the ``cnn`` can stack too) or
+            the copies side by side.
         clear_session: Start from ``keras.backend.clear_session()`` (False keeps the models
             built before alive and usable, as :func:`calibrate` does).
 
@@ -930,10 +933,11 @@ class PackTrainer:
         self.packs += 1
         return self.trained - trained
 
-    def seconds_per_step(self, x: Any, y: Any) -> float:
+    def seconds_per_step(self, x: Any, y: Any, repeats: int = 3) -> float:
         """Seconds per training step of the packed model, every slot running, on ``x, y``:
-        the second of two epochs (the first compiles and warms up). Slots are reloaded before
-        any trial, so this trains nothing that lasts."""
+        the fastest of ``repeats`` epochs after a first one (which compiles and warms up; the
+        fastest, as the machine may be busy with other work). Slots are reloaded before any
+        trial, so this trains nothing that lasts."""
         keras = import_keras()
         self.active.assign(np.ones(self.size, dtype="float32"))
         times: list[float] = []
@@ -942,9 +946,10 @@ class PackTrainer:
             on_epoch_end=lambda epoch, logs: times.append(time.perf_counter()),
         )
         batch = self.config.data.batch_size
-        self.model.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[timer])
+        self.model.fit(x, y, batch_size=batch, epochs=1 + repeats, verbose=0, callbacks=[timer])
         self.active.assign(np.zeros(self.size, dtype="float32"))
-        return (times[3] - times[2]) / -(-len(x) // batch)
+        fastest = min(times[i + 1] - times[i] for i in range(2, len(times), 2))
+        return fastest / -(-len(x) // batch)
 
     def export(self, k: int, point: SchedulePoint) -> Any:
         """Slot k's model as the study's own model (its weights, compiled with the study's
@@ -1076,8 +1081,8 @@ def calibrate(
 ) -> Calibration:
     """Picks a pack size for the study's model on this machine (``pack = "auto"``).
 
-    Times ``steps`` training steps of a :class:`PackTrainer` at sizes 1, 2, 4, ... (after
-    one warm-up epoch of the same steps: compiled, caches warm) and keeps doubling while a
+    Times ``steps`` training steps of a :class:`PackTrainer` at sizes 1, 2, 4, ... (the
+    fastest of 3 epochs of them after a warm-up epoch) and keeps doubling while a
     doubling trains at least :data:`AUTO_GAIN` times the trial-steps per second; stops at
     ``most`` (the caller's share of the budget), at :data:`MAX_TABLE` and when the slots would
     need more than a quarter of the memory available now. Each size tried compiles once (a
@@ -1149,7 +1154,8 @@ def train_pack(
         base_dir: Folder of the study file, for ``python:`` targets.
         epochs: Fewer epochs than the study's (the schedules keep the study's budget).
         size: Slots (default ``len(points)``).
-        stacked: Stacked layers (default for the built-in models) or the copies side by side.
+        stacked: Stacked layers (default for the built-in ``mlp``; the ``cnn`` can stack too) or
+            the copies side by side.
         callbacks: More Keras callbacks, run after the pack's own at each event.
 
     Raises:
