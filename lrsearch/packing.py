@@ -312,11 +312,13 @@ def packed_optimizer_class(base: type) -> type:
 
         def _own_step_rates(self, learning_rate: Any) -> Any:
             """Adam's bias correction at each copy's own step instead of the optimizer's."""
-            if not hasattr(self, "beta_1") or not hasattr(self, "beta_2"):
+            if not isinstance(self, keras.optimizers.Adam):  # AdamW is an Adam
                 return learning_rate
             rates = ops.cast(learning_rate, "float32")
-            step = ops.cast(self.iterations + 1, "float32")
-            own = ops.maximum(step - ops.cast(self._lrsearch_offset, "float32"), 1.0)
+            iterations = ops.cast(self.iterations, "int32")
+            step = ops.cast(iterations + 1, "float32")
+            own = ops.maximum(iterations + 1 - ops.cast(self._lrsearch_offset, "int32"), 1)
+            own = ops.cast(own, "float32")
             beta_1 = ops.cast(self.beta_1, "float32")
             beta_2 = ops.cast(self.beta_2, "float32")
 
@@ -501,8 +503,8 @@ def _pack_callback_class() -> type:
             means = np.asarray(means).reshape(-1)
             for k, copy in enumerate(self.trainer.slots):
                 if copy.outcome is None and copy.diverged_at_step is None:
-                    if copy.startup is None and self.first_step_time is not None:
-                        copy.startup = max(self.first_step_time - copy.started, 0.0)
+                    if copy.startup is None:  # from its loading to its first step's end
+                        copy.startup = time.perf_counter() - copy.started
                     if copy.watch.update(batch, float(means[k])):
                         copy.diverged_at_step = copy.watch.diverged_at_step
 
@@ -728,8 +730,8 @@ class PackTrainer:
         if size * self.total_steps > MAX_TABLE:
             raise ConfigError(
                 f"training.pack = {size} tabulates {size} x {self.total_steps} learning rates "
-                f"(epochs x steps per epoch), more than {MAX_TABLE}; use a smaller pack, or "
-                "pack = 1 for a budget this long."
+                f"(epochs x steps per epoch), more than {MAX_TABLE}; use a smaller pack or "
+                "fewer epochs."
             )
         self.stacked = config.model.type in _STACKED if stacked is None else stacked
         if clear_session:
@@ -755,7 +757,9 @@ class PackTrainer:
         self.table = variable("pack_table", (size, self.total_steps), "zeros")
         self.scale = variable("pack_scale", (size,), "ones")
         self.active = variable("pack_active", (size,), "zeros")
-        self.offset = variable("pack_offset", (size,), "zeros")
+        self.offset = optimizer.add_variable(
+            shape=(size,), initializer="zeros", dtype="int32", name="lrsearch_pack_offset"
+        )
         optimizer.learning_rate = self.schedule
         self.schedule.bind(self.table, self.scale, self.active, self.offset)
         optimizer.set_copies(layout, self.active, self.offset, own=(self.table, self.scale))
@@ -783,6 +787,7 @@ class PackTrainer:
         self._done: Callable[[PackEntry, TrainResult], None] = lambda entry, result: None
         self._shuffle_seed = 0
         self._exhausted = False
+        self._refill_until = 0
 
     def _load(self, k: int, entry: PackEntry, first_epoch: int, fresh: Any) -> None:
         """Puts ``entry``'s trial into slot k, in place (``fresh``: its model, built)."""
@@ -824,7 +829,10 @@ class PackTrainer:
         )
 
     def _refill(self, epoch: int) -> None:
-        """Loads the next trials into the slots that hold none (before the pack's ``epoch``)."""
+        """Loads the next trials into the slots that hold none (before the pack's ``epoch``),
+        within the run's refill window."""
+        if epoch >= self._refill_until:
+            return
         for k, copy in enumerate(self.slots):
             if self._exhausted:
                 return
@@ -887,7 +895,8 @@ class PackTrainer:
             next_entry: The next trial, or None.
             on_result: Takes each trial's result.
             shuffle_seed: Seeds the batch order the slots share.
-            epochs: Fewer epochs per trial than the study's (the schedules keep the budget).
+            epochs: Epochs per trial (default the study's; a schedule keeps the study's budget and
+                holds its last rate past it).
             skip_epochs: Load the first trials only after this many epochs of the batch order
                 (replays a trial that joined a running pack).
             callbacks: More Keras callbacks, run after the pack's own at each event.
@@ -900,13 +909,15 @@ class PackTrainer:
         from lrsearch.objective import _sigint_held
 
         epochs = epochs or self.config.training.epochs
-        if epochs > self.config.training.epochs:
-            raise ValueError(
-                f"A pack trains at most the study's {self.config.training.epochs} epochs"
-            )
         trained = self.trained
         self._next, self._done = next_entry, on_result
         self._shuffle_seed, self._exhausted = shuffle_seed, False
+        # Slots are refilled up to REFILL_WINDOW trials' budgets into the fit (one slot: only
+        # at its start), then the fit drains and the caller's next run starts a new batch
+        # order: a trial never joins more than that many epochs into an order, so replaying
+        # it (lrsearch retrain) trains at most that many epochs before it.
+        window = REFILL_WINDOW * self.config.training.epochs if self.size > 1 else 1
+        self._refill_until = skip_epochs + window
         with _sigint_held() as interrupted:
             self.slots = [_Copy.unused() for _ in range(self.size)]
             self.active.assign(np.zeros(self.size, dtype="float32"))
@@ -1004,16 +1015,22 @@ class PackTrainer:
         def done(entry: PackEntry, result: TrainResult) -> None:
             results[entry.key] = result
 
-        self.run(
-            lambda: queue.pop(0) if queue else None,
-            done,
-            shuffle_seed=shuffle_seed,
-            epochs=epochs,
-            skip_epochs=skip_epochs,
-            callbacks=callbacks,
-        )
+        while len(results) < n:  # a run ends after its refill window: the next one goes on
+            trained = self.run(
+                lambda: queue.pop(0) if queue else None,
+                done,
+                shuffle_seed=shuffle_seed,
+                epochs=epochs,
+                skip_epochs=skip_epochs,
+                callbacks=callbacks,
+            )
+            if not trained:
+                break
         return [results[i] for i in range(n)]
 
+
+REFILL_WINDOW = 4
+"""A run refills its slots during its first ``REFILL_WINDOW x training.epochs`` epochs."""
 
 _OPEN_ENDED = 2**31 - 1
 """``fit``'s epochs for a pack: it runs until every slot's trial has ended
@@ -1152,7 +1169,7 @@ def train_pack(
         reports: Copy k's ``report(value, epoch) -> prune?`` (see
             :func:`~lrsearch.objective.train`), or None.
         base_dir: Folder of the study file, for ``python:`` targets.
-        epochs: Fewer epochs than the study's (the schedules keep the study's budget).
+        epochs: Epochs per trial (default the study's; past its budget a schedule holds its end).
         size: Slots (default ``len(points)``).
         stacked: Stacked layers (default for the built-in ``mlp``; the ``cnn`` can stack too) or
             the copies side by side.

@@ -80,7 +80,7 @@ def retrain(
     seed = record.seed if record.seed is not None else config.study.seed + frozen.number
     dataset = load_data(config, base_dir)  # None: relative paths from the current folder
     point = SchedulePoint.from_record(record)
-    if record.shuffle_epoch and (epochs or config.training.epochs) <= config.training.epochs:
+    if record.shuffle_epoch:
         # it joined a running pack: the pack's batch order from that epoch on, replayed by a
         # pack of one slot that loads it there
         from lrsearch.packing import PackTrainer

@@ -368,12 +368,13 @@ class Runner:
 
         def tell(trial: optuna.Trial, outcome: float | BaseException) -> None:
             beats.stop(trial)
+            # skip_if_finished: another worker may have failed it as stale meanwhile
             if isinstance(outcome, optuna.TrialPruned):
-                frozen = study.tell(trial, state=TrialState.PRUNED)
+                frozen = study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             elif isinstance(outcome, BaseException):
-                frozen = study.tell(trial, state=TrialState.FAIL)
+                frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             else:
-                frozen = study.tell(trial, outcome)
+                frozen = study.tell(trial, outcome, skip_if_finished=True)
             stop[0] = self._bookkeep(study, frozen) or stop[0]
 
         with Heartbeats(study) as beats:

@@ -177,6 +177,11 @@ def test_a_freed_slot_takes_the_next_trial_which_trains_as_its_replay(
     _assert_same(results[2], again, _tolerance())
     assert again.extra["shuffle_epoch"] == 1
 
+    # one slot: one trial per fit (nothing joins a running order), each from the order's start
+    one = PackTrainer(config, dataset, 1, stacked=stacked)
+    alone_two = one.train(points[:2], seeds=seeds[:2], shuffle_seed=SHUFFLE)
+    assert [r.extra["shuffle_epoch"] for r in alone_two] == [0, 0] and one.packs == 2
+
     # a slot exported as the study's own model computes what the slot computes
     x = dataset.x_val[:16]
     for slot in (0, 1):
