@@ -11,9 +11,15 @@ machine load; prints seconds per pack and steady trials per minute against the u
 at a time on a model compiled once) on fresh SQLite files for a few study seeds, alternated, and
 prints wall time and the best value each reached.
 
+``momentum``: the cost of momentum cycling in a pack: one ``PackTrainer`` of K slots on the
+study as it is (``onecycle`` and ``cyclic`` cycle momentum: a per-copy momentum table read in
+every step) and one on the same study with ``cycle_momentum = false`` for both (no table), the
+same sampled schedules, packs alternated; prints the median steady pack time of each.
+
     python bench/packing.py throughput [--study studies/digits.toml] [--sizes 1 4 8 16 32]
                                        [--rounds 2] [--backends tensorflow jax]
     python bench/packing.py study [--study studies/digits.toml] [--pack auto] [--seeds 0 1 2]
+    python bench/packing.py momentum [--study studies/digits.toml] [--sizes 8] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -148,9 +154,50 @@ def study(args: argparse.Namespace) -> None:
     print(f"wall time ratio (pack 1 / pack {args.pack}): {slow / fast:.2f}x")
 
 
+def momentum(args: argparse.Namespace) -> None:
+    import optuna
+
+    from lrsearch.config import load_study_file, parse_study_config
+    from lrsearch.objective import load_data, make_budget
+    from lrsearch.packing import PackTrainer
+    from lrsearch.space import SearchSpace
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config, _ = load_study_file(args.study)
+    data = config.model_dump(exclude_none=True)
+    for family in ("onecycle", "cyclic"):
+        data["space"][family] = {**data["space"].get(family, {}), "cycle_momentum": False}
+    quiet = parse_study_config(data)
+    dataset = load_data(config)
+    size = args.sizes[0]
+    trainers, points, times = {}, {}, {"cycling": [], "off": []}
+    for name, cfg in (("cycling", config), ("off", quiet)):
+        space = SearchSpace.from_config(
+            cfg.space, make_budget(cfg, dataset), optimizer=cfg.training.optimizer
+        )
+        sampler = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for family in ("onecycle", "cyclic"):
+            sampler.enqueue_trial({"family": family})
+        points[name] = [space.suggest(sampler.ask()) for _ in range(size)]
+        trainers[name] = PackTrainer(cfg, dataset, size, clear_session=False)
+        trainers[name].train(points[name], seeds=list(range(size)), shuffle_seed=0)  # compile
+    assert trainers["cycling"].momentum_table is not None
+    assert trainers["off"].momentum_table is None
+    for r in range(args.rounds):
+        for name in ("cycling", "off") if r % 2 == 0 else ("off", "cycling"):
+            start = time.perf_counter()
+            trainers[name].train(points[name], seeds=list(range(size)), shuffle_seed=r + 1)
+            times[name].append(time.perf_counter() - start)
+    cycling, plain = statistics.median(times["cycling"]), statistics.median(times["off"])
+    print(f"study {args.study}, pack {size}, {args.rounds} rounds alternated")
+    print(f"  momentum cycled (table): {cycling:.2f} s per pack")
+    print(f"  cycle_momentum = false:  {plain:.2f} s per pack")
+    print(f"  ratio cycled / off: {cycling / plain:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["throughput", "study", "child"])
+    parser.add_argument("part", choices=["throughput", "study", "child", "momentum"])
     parser.add_argument("--study", default="studies/digits.toml")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
     parser.add_argument("--rounds", type=int, default=2)
@@ -162,6 +209,8 @@ def main() -> None:
         child(args.study, args.sizes, args.rounds)
     elif args.part == "throughput":
         throughput(args)
+    elif args.part == "momentum":
+        momentum(args)
     else:
         study(args)
 

@@ -245,6 +245,18 @@ def _planned(schedule: dict[str, Any]) -> Any:
     return schedule_values(built, total)
 
 
+def planned_momentum(schedule: dict[str, Any]) -> Any:
+    """The momentum (or beta_1) at every step of a schedule that cycles it, else ``None``."""
+    from lrsearch.plots import schedule_values
+    from lrsearch.schedules import build_schedule
+
+    if not schedule.get("params", {}).get("cycle_momentum", False):
+        return None
+    total = int(schedule["total_steps"])
+    built = build_schedule(schedule["family"], total_steps=total, **schedule["params"])
+    return schedule_values(built.momentum, total)
+
+
 def write_history_csv(history: dict[str, list[Any]], path: Path) -> Path:
     """The per-epoch history as CSV (``epoch`` and ``lr`` first; empty cells for NaN)."""
     keys: list[str] = [k for k in ("epoch", "lr") if k in history]
@@ -307,6 +319,7 @@ def draw_trial_pictures(
     title: str,
     steps_per_epoch: int,
     metric: str,
+    momentum: Any = None,
 ) -> dict[str, bytes]:
     """``lr_curve.png`` and ``learning_curve.png`` of a trial, as PNG bytes by file name."""
     from lrsearch.plots import plot_learning_curve, plot_trial_lr
@@ -320,6 +333,7 @@ def draw_trial_pictures(
                 applied=history.get("lr", []),
                 title=title,
                 path=folder / LR_CURVE,
+                momentum=momentum,
             ),
             plot_learning_curve(history, metric=metric, title=title, path=folder / LEARNING_CURVE),
         ]
@@ -422,6 +436,7 @@ class ArtifactRecorder:
             _title(schedule, trial.number),
             steps_per_epoch(schedule, self.epochs),
             trial.number,
+            planned_momentum(schedule),
         )
         self._run(job)
 
@@ -433,6 +448,7 @@ class ArtifactRecorder:
         title: str,
         steps_per_epoch: int,
         number: int,
+        momentum: Any,
     ) -> None:
         try:
             pictures = self._draw(
@@ -443,6 +459,7 @@ class ArtifactRecorder:
                     title=title,
                     steps_per_epoch=steps_per_epoch,
                     metric=self.metric,
+                    momentum=momentum,
                 )
             )
             for name, data in pictures.items():

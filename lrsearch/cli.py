@@ -817,6 +817,11 @@ def plot(
     schedule = get_family(family).schedule_class(**resolved)
     steps = curve_steps(total)
     values = schedule_values(schedule, total, steps=steps)
+    momentum = (
+        schedule_values(schedule.momentum, total, steps=steps)
+        if (schedule.cycles_momentum)
+        else None
+    )
     note = None
     if family == "plateau":
         note = "Plateau cuts depend on the monitored metric during training; shown without cuts."
@@ -828,11 +833,18 @@ def plot(
         log_scale=log_scale,
         note=note,
         steps=steps,
+        momentum=momentum,
     )
     sampled = f", drawn at {len(steps):,} of its {total:,} steps" if len(steps) < total else ""
     click.echo(
         f"wrote {out} ({family}, {epochs} epochs x {steps_per_epoch} steps; "
-        f"lr from {values[0]:.3g} to {values[-1]:.3g}, max {values.max():.3g}{sampled})"
+        f"lr from {values[0]:.3g} to {values[-1]:.3g}, max {values.max():.3g}{sampled}"
+        + (
+            f"; momentum cycles {momentum.min():.3g}-{momentum.max():.3g}"
+            if momentum is not None
+            else ""
+        )
+        + ")"
     )
 
 

@@ -110,6 +110,12 @@ def python_snippet(schedule: dict[str, Any]) -> str:
         "from lrsearch.schedules import build_schedule\n\n"
         f"schedule = {_call('build_schedule', {'family': family, 'total_steps': total, **p})}\n"
     )
+    if p.get("cycle_momentum"):
+        text += (
+            "# it cycles momentum (SGD) or beta_1 (Adam) too, through its optimizer:\n"
+            "from lrsearch.schedules import CyclingSGD  # or CyclingAdam, CyclingAdamW\n\n"
+            "optimizer = CyclingSGD(learning_rate=schedule)\n"
+        )
     if family == "plateau":
         text += (
             "# its cuts need the callback: from lrsearch.schedules import PlateauCallback\n"

@@ -124,15 +124,32 @@ def build_metrics(model: Any, dataset: Dataset) -> None:
     model.evaluate(dataset.x_val[:1], dataset.y_val[:1], verbose=0)
 
 
-def make_optimizer(config: StudyConfig, schedule: Any) -> Any:
-    """The study's Keras optimizer driven by ``schedule``."""
+def make_optimizer(config: StudyConfig, schedule: Any, *, cycling: bool | None = None) -> Any:
+    """The study's Keras optimizer driven by ``schedule``.
+
+    Where the schedule cycles momentum (``cycling``: by default, whether ``schedule`` says so),
+    the optimizer is its :func:`~lrsearch.schedules.momentum_cycling` class: SGD's momentum or
+    Adam's beta_1 then follows the schedule's at every step (the study's ``momentum`` only
+    chooses the start, as PyTorch's schedulers start at ``max_momentum``).
+    """
     keras = import_keras()
     t = config.training
+    if cycling is None:
+        cycling = bool(getattr(schedule, "cycles_momentum", False))
     if t.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=schedule, momentum=t.momentum)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=t.weight_decay)
-    return keras.optimizers.Adam(learning_rate=schedule)
+        cls, kwargs = keras.optimizers.SGD, {"momentum": t.momentum}
+        if cycling:  # momentum buffers are needed; the schedule sets each step's momentum
+            config_of = getattr(schedule, "get_config", None)
+            kwargs["momentum"] = config_of()["max_momentum"] if config_of else 0.9
+    elif t.optimizer == "adamw":
+        cls, kwargs = keras.optimizers.AdamW, {"weight_decay": t.weight_decay}
+    else:
+        cls, kwargs = keras.optimizers.Adam, {}
+    if cycling:
+        from lrsearch.schedules import momentum_cycling
+
+        cls = momentum_cycling(cls)
+    return cls(learning_rate=schedule, **kwargs)
 
 
 def _training_callback_class() -> type:

@@ -71,6 +71,7 @@ __all__ = [
     "PackEntry",
     "PackTrainer",
     "calibrate",
+    "may_cycle_momentum",
     "train_pack",
 ]
 
@@ -150,18 +151,30 @@ def _keras_classes() -> dict[str, Any]:
             self.scale: Any = None
             self.active: Any = None
             self.offset: Any = None
+            self.momentum_table: Any = None
 
-        def bind(self, table: Any, scale: Any, active: Any, offset: Any) -> None:
+        def bind(
+            self, table: Any, scale: Any, active: Any, offset: Any, momentum_table: Any = None
+        ) -> None:
             self.table, self.scale, self.active, self.offset = table, scale, active, offset
+            self.momentum_table = momentum_table
 
-        def __call__(self, step: Any) -> Any:
-            last = int(self.table.shape[1]) - 1
+        def _column(self, table: Any, step: Any) -> Any:
+            """Each copy's entry of ``table`` at its own step."""
+            last = int(table.shape[1]) - 1
             own = ops.cast(step, "int32") - ops.cast(self.offset, "int32")
             column = ops.expand_dims(ops.clip(own, 0, last), 1)
-            table = ops.convert_to_tensor(self.table)
-            rates = ops.take_along_axis(table, column, axis=1)[:, 0]
+            return ops.take_along_axis(ops.convert_to_tensor(table), column, axis=1)[:, 0]
+
+        def __call__(self, step: Any) -> Any:
+            rates = self._column(self.table, step)
             rates = rates * ops.cast(self.scale, rates.dtype)
             return ops.where(self.active > 0, rates, ops.zeros_like(rates))
+
+        def momentum(self, step: Any) -> Any:
+            """Each copy's momentum (SGD) or beta_1 (Adam) at its own step, ``(K,)``: its
+            schedule's where that cycles momentum, else the optimizer's own."""
+            return self._column(self.momentum_table, step)
 
         def get_config(self) -> dict[str, Any]:
             return {}
@@ -310,8 +323,25 @@ def packed_optimizer_class(base: type) -> type:
                 return ops.repeat(vector, where.size, axis=0)
             return vector[where]
 
+        def _step_momentum(self) -> Any:
+            """Each copy's momentum or beta_1 this step, ``(K,)`` (see MomentumCycling)."""
+            schedule = self._learning_rate
+            if getattr(schedule, "momentum_table", None) is None:
+                return None
+            return schedule.momentum(self.iterations)
+
+        def _copy_momentums(self) -> Any:
+            """``_step_momentum`` as computed once for this step (or now, if not)."""
+            step = getattr(self, "_lrsearch_step_momentum", None)
+            return self._step_momentum() if step is None else step
+
+        def _cycled_momentum(self, variable: Any) -> Any:
+            momentums = self._copy_momentums()
+            return None if momentums is None else self._per_copy(variable, momentums)
+
         def _own_step_rates(self, learning_rate: Any) -> Any:
-            """Adam's bias correction at each copy's own step instead of the optimizer's."""
+            """Adam's bias correction at each copy's own step instead of the optimizer's
+            (with each copy's own beta_1 where momentum cycles)."""
             if not isinstance(self, keras.optimizers.Adam):  # AdamW is an Adam
                 return learning_rate
             rates = ops.cast(learning_rate, "float32")
@@ -319,7 +349,8 @@ def packed_optimizer_class(base: type) -> type:
             step = ops.cast(iterations + 1, "float32")
             own = ops.maximum(iterations + 1 - ops.cast(self._lrsearch_offset, "int32"), 1)
             own = ops.cast(own, "float32")
-            beta_1 = ops.cast(self.beta_1, "float32")
+            momentums = self._copy_momentums()  # each copy's beta_1 where it cycles
+            beta_1 = ops.cast(self.beta_1 if momentums is None else momentums, "float32")
             beta_2 = ops.cast(self.beta_2, "float32")
 
             def correction(t: Any) -> Any:
@@ -680,6 +711,23 @@ def _side_by_side(dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
     return model, copy_of
 
 
+def may_cycle_momentum(config: StudyConfig) -> bool:
+    """Whether a trial of the study may cycle momentum: a family searched or a baseline's that
+    has ``cycle_momentum``, not fixed to false in the study file."""
+    from lrsearch.schedules import FAMILIES
+
+    for entry in config.baseline:
+        if entry.params.get("cycle_momentum", True) and (
+            "cycle_momentum" in FAMILIES[entry.family].param_names
+        ):
+            return True
+    return any(
+        "cycle_momentum" in FAMILIES[name].param_names
+        and config.space.family_overrides(name).get("cycle_momentum", True) is not False
+        for name in config.space.families
+    )
+
+
 MAX_TABLE = 2**24
 """The most learning rates a pack tabulates (``pack * total_steps``: 64 MB of float32)."""
 
@@ -744,7 +792,12 @@ class PackTrainer:
             self.model, layout = _side_by_side(dataset, copies)
             self.copies = copies  # the slots' models, inside self.model
         self.schedule = _keras_classes()["PackedSchedule"]()
-        base = make_optimizer(config, 1.0)
+        self.cycling = may_cycle_momentum(config)
+        base = make_optimizer(config, 1.0, cycling=self.cycling)
+        # a copy whose schedule does not cycle keeps the study's momentum (SGD) or beta_1 (Adam)
+        self._momentum = float(
+            config.training.momentum if config.training.optimizer == "sgd" else base.beta_1
+        )
         packed_class: Any = packed_optimizer_class(type(base))
         optimizer = packed_class.from_config({**base.get_config(), "learning_rate": 1.0})
         optimizer.build(self.model.trainable_variables)
@@ -755,14 +808,18 @@ class PackTrainer:
             )
 
         self.table = variable("pack_table", (size, self.total_steps), "zeros")
+        self.momentum_table = (
+            variable("pack_momentum", (size, self.total_steps), "zeros") if self.cycling else None
+        )
         self.scale = variable("pack_scale", (size,), "ones")
         self.active = variable("pack_active", (size,), "zeros")
         self.offset = optimizer.add_variable(
             shape=(size,), initializer="zeros", dtype="int32", name="lrsearch_pack_offset"
         )
         optimizer.learning_rate = self.schedule
-        self.schedule.bind(self.table, self.scale, self.active, self.offset)
-        optimizer.set_copies(layout, self.active, self.offset, own=(self.table, self.scale))
+        self.schedule.bind(self.table, self.scale, self.active, self.offset, self.momentum_table)
+        own = [v for v in (self.table, self.scale, self.momentum_table) if v is not None]
+        optimizer.set_copies(layout, self.active, self.offset, own=own)
         self.optimizer = optimizer
         losses, accuracies = _per_copy_functions(config, dataset, size)
 
@@ -805,9 +862,17 @@ class PackTrainer:
         else:
             self.copies[k].set_weights(fresh.get_weights())
         self.optimizer.reset_copy(k)
-        rates = ops.convert_to_numpy(entry.point.build()(np.arange(self.total_steps)))
+        schedule = entry.point.build()
+        steps = np.arange(self.total_steps)
+        rates = ops.convert_to_numpy(schedule(steps))
+        momentums: Any = self._momentum
+        if schedule.cycles_momentum:
+            if self.momentum_table is None:  # may_cycle_momentum said no: a bug, never train wrong
+                raise ConfigError(f"{entry.point.family} cycles momentum; use pack = 1")
+            momentums = ops.convert_to_numpy(schedule.momentum(steps))
         for variable, value in (
             (self.table, rates),
+            *(((self.momentum_table, momentums),) if self.momentum_table is not None else ()),
             (self.scale, 1.0),
             (self.active, 1.0),
             (self.offset, ops.convert_to_numpy(self.optimizer.iterations)),

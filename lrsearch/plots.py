@@ -113,6 +113,7 @@ def plot_schedule(
     log_scale: bool = False,
     note: str | None = None,
     steps: np.ndarray | None = None,
+    momentum: np.ndarray | None = None,
 ) -> Path:
     """Draws lr(t) against epochs (and steps on the top axis) and writes a PNG.
 
@@ -124,6 +125,8 @@ def plot_schedule(
         path: Where to write the PNG.
         log_scale: Log-scale the learning-rate axis.
         note: A line of small text under the plot (e.g. what the curve leaves out).
+        momentum: The momentum (or Adam's beta_1) at each step of ``steps``, drawn on a second
+            axis, for a schedule that cycles it.
 
     Returns:
         The path written.
@@ -142,6 +145,7 @@ def plot_schedule(
         else:
             ax.set_ylim(bottom=0)
         ax.set_xlim(0, max(epochs[-1], 1e-9) if len(epochs) else 1)
+        _momentum_axis(ax, epochs, momentum)
         top = ax.secondary_xaxis(
             "top",
             functions=(_scale(steps_per_epoch), _scale(1 / steps_per_epoch)),
@@ -156,6 +160,19 @@ def plot_schedule(
     finally:
         fig.clear()
     return out
+
+
+def _momentum_axis(ax: Any, epochs: np.ndarray, momentum: np.ndarray | None) -> None:
+    """Draws ``momentum`` (a cycled momentum or beta_1) against a second y axis on the right."""
+    if momentum is None:
+        return
+    right = ax.twinx()
+    right.plot(epochs, momentum, color="tab:orange", linewidth=1.2, linestyle="--")
+    right.set_ylabel("momentum / beta_1 (dashed)", color="tab:orange")
+    right.tick_params(axis="y", colors="tab:orange")
+    low, high = float(np.min(momentum)), float(np.max(momentum))
+    pad = max((high - low) * 0.1, 0.01)
+    right.set_ylim(low - pad, high + pad)
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kw: Any) -> Any:
@@ -176,6 +193,7 @@ def plot_trial_lr(
     applied: Sequence[float | None],
     title: str,
     path: str | Path,
+    momentum: np.ndarray | None = None,
 ) -> Path:
     """Draws a trial's planned lr(t) over every step and the lr applied at each epoch's start.
 
@@ -187,6 +205,7 @@ def plot_trial_lr(
         applied: The learning rate applied at the first step of each epoch that ran.
         title: The figure title (family and key parameters).
         path: Where to write the PNG.
+        momentum: The cycled momentum (or beta_1) at each step, on a second axis, or ``None``.
 
     Returns:
         The path written.
@@ -206,6 +225,7 @@ def plot_trial_lr(
         ax.set_ylim(bottom=0)
         ax.set_xlim(0, max(epochs[-1], 1e-9) if len(epochs) else 1)
         ax.legend(loc="best", fontsize=8)
+        _momentum_axis(ax, epochs, momentum)
         out = _save(fig, path, margins=TRIAL_LR_MARGINS)
     finally:
         fig.clear()

@@ -90,6 +90,12 @@ def test_python_snippet_runs_and_matches(rec: dict[str, Any]) -> None:
         assert "lrsearch" not in snippet.split("\n", 3)[-1]  # pure Keras code
     else:
         assert "from lrsearch.schedules import build_schedule" in snippet
+    if rec["params"].get("cycle_momentum"):  # onecycle, cyclic: the optimizer that cycles
+        optimizer = namespace["optimizer"]
+        assert type(optimizer).__name__ == "CyclingSGD"
+        assert optimizer.momentum == rec["params"]["max_momentum"]
+    else:
+        assert "optimizer" not in namespace
 
 
 @pytest.fixture(scope="module")

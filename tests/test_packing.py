@@ -19,9 +19,9 @@ import optuna
 import pytest
 
 from lrsearch._imports import import_keras
-from lrsearch.config import MAX_PACK, StudyConfig, parse_study_config
+from lrsearch.config import MAX_PACK, BaselineConfig, StudyConfig, parse_study_config
 from lrsearch.objective import TrainResult, load_data, make_budget, train
-from lrsearch.packing import PackTrainer, train_pack
+from lrsearch.packing import PackTrainer, may_cycle_momentum, train_pack
 from lrsearch.schedules import FAMILIES
 from lrsearch.space import SchedulePoint, SearchSpace
 from tests.helpers import pytest_under_jax, tiny_study_file
@@ -598,3 +598,28 @@ def test_killed_packed_worker_trials_are_failed_and_rerun_by_the_other(tmp_path:
         for retry in retries:
             assert retry.params == by_number[retry.system_attrs["failed_trial"]].params
         assert len([t for t in trials if t.state.name == "COMPLETE"]) == 4
+
+
+def test_a_pack_tabulates_momentum_only_when_a_trial_may_cycle_it() -> None:
+    """Families that cycle momentum (onecycle, cyclic) give the pack a per-copy momentum table;
+    fixed off in the study file, or not searched, they leave the optimizer as it was."""
+    cycling = _config(MLP, "sgd")
+    assert may_cycle_momentum(cycling)
+    quiet = parse_study_config(
+        {
+            "study": {"name": "pack"},
+            "space": {
+                "families": ["onecycle", "cosine"],
+                "onecycle": {"cycle_momentum": False},
+            },
+        }
+    )
+    assert not may_cycle_momentum(quiet)
+    with_baseline = quiet.model_copy(
+        update={"baseline": [BaselineConfig(family="cyclic", learning_rate=0.01)]}
+    )
+    assert may_cycle_momentum(with_baseline)
+    dataset = load_data(cycling)
+    trainer = PackTrainer(cycling, dataset, 2)
+    assert trainer.momentum_table is not None
+    assert type(trainer.optimizer).__mro__[1].__name__ == "CyclingSGD"

@@ -514,6 +514,36 @@ def test_matches_pytorch_reference(case: dict[str, Any] | None) -> None:
     assert_lr_close(lr_values(schedule, steps), case["lrs"], eta, steps)
 
 
+MOMENTUM_FAMILIES = {"onecycle", "cyclic"}
+
+
+@pytest.mark.parametrize("case", torch_reference_cases(MOMENTUM_FAMILIES))
+def test_momentum_matches_pytorch_reference(case: dict[str, Any] | None) -> None:
+    """Where PyTorch's scheduler cycles momentum, ours gives its momentum at every stored step;
+    where it does not, ours says so and refuses to give one."""
+    case = stored_case(case)
+    schedule = build_schedule(case["family"], total_steps=case["total_steps"], **case["params"])
+    if "momentums" not in case:
+        assert not schedule.cycles_momentum
+        with pytest.raises(ScheduleError, match="does not cycle momentum"):
+            schedule.momentum(0)
+        return
+    assert schedule.cycles_momentum
+    steps = stored_steps(case)
+    ours = np.asarray(keras.ops.convert_to_numpy(schedule.momentum(steps)), np.float64)
+    np.testing.assert_allclose(ours, case["momentums"], rtol=2e-6, atol=1e-7)
+
+
+def test_every_momentum_family_has_cycling_and_fixed_cases() -> None:
+    if TORCH_REF is None:
+        no_torch_reference(f"{TORCH_REFERENCE.name} missing")
+    assert TORCH_REF is not None
+    for family in MOMENTUM_FAMILIES:
+        cases = [c for c in TORCH_REF["cases"] if c["family"] == family]
+        assert any("momentums" in c for c in cases) and any("momentums" not in c for c in cases)
+        assert len({tuple(c["momentums"]) for c in cases if "momentums" in c}) > 5
+
+
 @pytest.mark.parametrize("case", torch_reference_cases(PORTS))
 def test_pytorch_port_matches_reference(case: dict[str, Any] | None) -> None:
     """Each port gives PyTorch's values to float64 rounding, so tests against it test PyTorch."""
@@ -542,10 +572,17 @@ def test_pytorch_reference_is_generated_from_the_case_table() -> None:
     regenerate = f"the case table changed: run {TORCH_GENERATOR.name} again"
     assert list(stored) == list(table), regenerate
     for case_id, case in stored.items():
-        assert {**case, "lrs": None} == {**table[case_id], "lrs": None}, f"{case_id}: {regenerate}"
-        lrs = np.asarray(case["lrs"], np.float64)
-        assert lrs.shape == stored_steps(case).shape, case_id
-        assert np.all(np.isfinite(lrs)) and np.all(lrs >= 0), case_id
+        assert generator.description(case) == table[case_id], f"{case_id}: {regenerate}"
+        for key in generator.VALUES:
+            if key not in case:
+                continue
+            values = np.asarray(case[key], np.float64)
+            assert values.shape == stored_steps(case).shape, case_id
+            assert np.all(np.isfinite(values)) and np.all(values >= 0), case_id
+        cycles = resolve_params(
+            case["family"], total_steps=case["total_steps"], **case["params"]
+        ).get("cycle_momentum", False)
+        assert ("momentums" in case) == cycles, f"{case_id}: momentums stored iff they cycle"
     assert {c["family"] for c in stored.values()} == TORCH_FAMILIES
 
 
@@ -1561,3 +1598,97 @@ def test_train_step_applies_the_formula_at_large_step_counts(family: str) -> Non
     err = np.abs(np.asarray(applied) - ref)
     bound = HORIZON_REL_TOL * np.abs(ref) + HORIZON_PEAK_TOL * eta
     assert np.all(err <= bound), f"worst at step {steps[int(np.argmax(err / bound))]}"
+
+
+# --- momentum cycling applied by the optimizer ---------------------------------------------------
+
+
+def _reference_case(case_id: str) -> dict[str, Any]:
+    if TORCH_REF is None:
+        no_torch_reference(f"{TORCH_REFERENCE.name} missing")
+    assert TORCH_REF is not None
+    return next(c for c in TORCH_REF["cases"] if c["id"] == case_id)
+
+
+def _keras_update(
+    optimizer: str, gradients: np.ndarray, lrs: np.ndarray, momentums: np.ndarray
+) -> np.ndarray:
+    """Keras's SGD (``m = mu m - lr g; w += m``) or Adam update of one weight, in float64, with
+    the given learning rate and momentum / beta_1 at each step; the weight after each step."""
+    w, m, v, out = 1.0, 0.0, 0.0, []
+    for t, (g, lr, mu) in enumerate(zip(gradients, lrs, momentums, strict=True), start=1):
+        if optimizer == "sgd":
+            m = mu * m - lr * g
+            w += m
+        else:
+            m += (g - m) * (1 - mu)
+            v += (g * g - v) * (1 - 0.999)
+            w -= m * lr * math.sqrt(1 - 0.999**t) / (1 - mu**t) / (math.sqrt(v) + 1e-7)
+        out.append(w)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("case_id", ["onecycle/momentum-3phase", "cyclic/momentum-triangular2"])
+def test_fit_applies_the_cycled_momentum(optimizer: str, case_id: str) -> None:
+    """In a compiled ``fit``, a momentum-cycling schedule's optimizer updates a weight with
+    PyTorch's momentum (SGD) or beta_1 (Adam, AdamW) of each step: the weight follows Keras's
+    update run by hand with PyTorch's stored learning rates and momentums, and not the update
+    with the momentum held still."""
+    from lrsearch.schedules import momentum_cycling
+
+    case = _reference_case(case_id)
+    total = case["total_steps"]
+    assert stored_steps(case).tolist() == list(range(total))
+    schedule = build_schedule(case["family"], total_steps=total, **case["params"])
+    gradients = np.random.default_rng(0).uniform(-1.0, 2.0, size=(total, 1)).astype("float32")
+    base = {
+        "sgd": keras.optimizers.SGD,
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+    }[optimizer]
+    kwargs = {"weight_decay": 0.0} if optimizer == "adamw" else {}
+    opt = momentum_cycling(base)(learning_rate=schedule, **kwargs)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")]
+    )
+    model.compile(optimizer=opt, loss=lambda y_true, y_pred: keras.ops.mean(y_pred))
+
+    class Weights(keras.callbacks.Callback):
+        seen: list[float] = []
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.seen.append(float(self.model.get_weights()[0][0, 0]))
+
+    record = Weights()
+    model.fit(gradients, gradients, batch_size=1, shuffle=False, verbose=0, callbacks=[record])
+    lrs, momentums = np.asarray(case["lrs"]), np.asarray(case["momentums"])
+    expected = _keras_update(optimizer, gradients[:, 0], lrs, momentums)
+    np.testing.assert_allclose(record.seen, expected, rtol=1e-4, atol=1e-5)
+    held = _keras_update(optimizer, gradients[:, 0], lrs, np.full(total, momentums[0]))
+    assert np.max(np.abs(expected - held)) > 1e-3  # the cycling is what the test sees
+
+
+def test_cycling_needs_an_optimizer_with_momentum() -> None:
+    from lrsearch.schedules import CyclingSGD, momentum_cycling
+
+    assert momentum_cycling(CyclingSGD) is CyclingSGD
+    with pytest.raises(ScheduleError, match="cycle_momentum = false"):
+        momentum_cycling(keras.optimizers.RMSprop)
+
+
+def test_a_cycling_optimizer_round_trips_a_keras_file(tmp_path: Path) -> None:
+    """The ``.keras`` file carries the cycling optimizer and its schedule's momentum."""
+    from lrsearch.schedules import CyclingAdam
+
+    schedule = build_schedule("onecycle", total_steps=40, learning_rate=0.1, max_momentum=0.97)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=CyclingAdam(learning_rate=schedule), loss="mse")
+    model.fit(np.ones((8, 2)), np.ones((8, 1)), verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.optimizer).__name__ == "CyclingAdam"
+    again = loaded.optimizer._learning_rate
+    assert again.get_config() == schedule.get_config()
+    assert float(again.momentum(39)) == pytest.approx(0.97)

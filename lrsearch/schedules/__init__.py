@@ -38,7 +38,12 @@ __all__ = [
     "PlateauCallback",
     "PlateauState",
     "LRSearchSchedule",
+    "CyclingAdam",
+    "CyclingAdamW",
+    "CyclingSGD",
+    "MomentumCycling",
     "build_schedule",
+    "momentum_cycling",
     "get_family",
     "resolve_params",
     *(f.class_name for f in FAMILIES.values()),
@@ -65,6 +70,16 @@ _LAZY = {
     "PlateauCallback": "lrsearch.schedules._plateau",
     "PlateauState": "lrsearch.schedules._plateau",
     "LRSearchSchedule": "lrsearch.schedules._keras",
+    **{
+        name: "lrsearch.schedules._keras"
+        for name in (
+            "CyclingAdam",
+            "CyclingAdamW",
+            "CyclingSGD",
+            "MomentumCycling",
+            "momentum_cycling",
+        )
+    },
     **{f.class_name: "lrsearch.schedules._keras" for f in FAMILIES.values()},
 }
 

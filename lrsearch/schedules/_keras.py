@@ -33,6 +33,11 @@ ops = keras.ops
 
 __all__ = [
     "ConstantSchedule",
+    "CyclingAdam",
+    "CyclingAdamW",
+    "CyclingSGD",
+    "MomentumCycling",
+    "momentum_cycling",
     "CosineRestartsSchedule",
     "CosineSchedule",
     "CyclicSchedule",
@@ -167,6 +172,26 @@ class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type
         if self._scale is not None:
             lr = lr * ops.cast(self._scale, _DTYPE)
         return lr
+
+    @property
+    def cycles_momentum(self) -> bool:
+        """Whether this schedule also sets the optimizer's momentum (SGD) or beta_1 (Adam) at
+        every step (``cycle_momentum`` of ``onecycle`` and ``cyclic``); see
+        :func:`momentum_cycling`."""
+        return bool(self._config.get("cycle_momentum", False))
+
+    def momentum(self, step: Any) -> Any:
+        """The momentum (SGD) or beta_1 (Adam, AdamW) at ``step``, as PyTorch's scheduler sets it.
+
+        Raises:
+            ScheduleError: The schedule does not cycle momentum.
+        """
+        if not self.cycles_momentum:
+            raise ScheduleError(f"{type(self).__name__} does not cycle momentum")
+        return self.momentum_value(self.steps(step))
+
+    def momentum_value(self, t: Any) -> Any:
+        raise NotImplementedError
 
     # helpers shared by the families --------------------------------------------------------
 
@@ -422,6 +447,9 @@ class OneCycleSchedule(LRSearchSchedule):
         final_div_factor: float = 1e4,
         anneal: str = "cos",
         three_phase: bool = False,
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
         total_steps: int,
     ) -> None:
         super().__init__(
@@ -431,6 +459,9 @@ class OneCycleSchedule(LRSearchSchedule):
             final_div_factor=final_div_factor,
             anneal=anneal,
             three_phase=three_phase,
+            cycle_momentum=cycle_momentum,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
             total_steps=total_steps,
         )
 
@@ -448,21 +479,36 @@ class OneCycleSchedule(LRSearchSchedule):
             ]
         return [(float(pct * total) - 1, initial, peak), (total - 1.0, peak, minimum)]
 
+    def momentum_phases(self) -> list[tuple[float, float, float]]:
+        """The phases as ``(end_step, start_momentum, end_momentum)``, as PyTorch builds them:
+        momentum falls while the lr rises and rises while it falls (held in a third phase)."""
+        low, high = self._config["base_momentum"], self._config["max_momentum"]
+        ends = [end for end, _, _ in self.phases()]
+        if self._config["three_phase"]:
+            return [(ends[0], high, low), (ends[1], low, high), (ends[2], high, high)]
+        return [(ends[0], high, low), (ends[1], low, high)]
+
     def value(self, t: Any) -> Any:
+        return self._along(t, self.phases())
+
+    def momentum_value(self, t: Any) -> Any:
+        return self._along(t, self.momentum_phases())
+
+    def _along(self, t: Any, phases: list[tuple[float, float, float]]) -> Any:
+        """The annealed value at step ``t`` along ``phases`` (``OneCycleLR.get_lr``)."""
         anneal = _cos_anneal if self._config["anneal"] == "cos" else _lin_anneal
-        phases = self.phases()
         t = ops.minimum(t, self._config["total_steps"] - 1)
-        lr = None
+        out = None
         start_step = 0.0
-        for end_step, start_lr, end_lr in phases:
+        for end_step, start, end in phases:
             # exact for a short phase late in the budget (see _since); clipped, as rounding can
             # put x just past 1 (a negative lr with linear anneal)
             x = ops.clip(_since(t, start_step) / (end_step - start_step), 0.0, 1.0)
-            piece = anneal(start_lr, end_lr, x)
+            piece = anneal(start, end, x)
             # t <= start_step, for whole steps t
-            lr = piece if lr is None else ops.where(t <= math.floor(start_step), lr, piece)
+            out = piece if out is None else ops.where(t <= math.floor(start_step), out, piece)
             start_step = end_step
-        return lr
+        return out
 
 
 @keras.saving.register_keras_serializable("lrsearch")
@@ -610,6 +656,9 @@ class CyclicSchedule(LRSearchSchedule):
         step_size_down: int,
         mode: str = "triangular",
         gamma: float = 1.0,
+        cycle_momentum: bool = True,
+        base_momentum: float = 0.8,
+        max_momentum: float = 0.9,
     ) -> None:
         super().__init__(
             learning_rate=learning_rate,
@@ -618,11 +667,17 @@ class CyclicSchedule(LRSearchSchedule):
             step_size_down=step_size_down,
             mode=mode,
             gamma=gamma,
+            cycle_momentum=cycle_momentum,
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
         )
         c = self._config
         self._largest_constant = c["step_size_up"] + c["step_size_down"]  # the cycle length
 
-    def value(self, t: Any) -> Any:
+    def _between(self, t: Any, floor: float, peak: float) -> Any:
+        """``floor + (peak - floor) * scale_factor * scale_fn`` at step ``t``, in
+        ``CyclicLR.get_lr``'s order of operations (its momentum: floor = max_momentum, peak =
+        base_momentum)."""
         c = self._config
         up, down = c["step_size_up"], c["step_size_down"]
         # the cycle and the position in it exactly (1 + t/total - cycle loses digits as t grows);
@@ -632,10 +687,147 @@ class CyclicSchedule(LRSearchSchedule):
         rising = _as_float(position) / float(up)
         falling = _as_float(up + down - position) / float(down)
         scale = ops.where(position <= up, rising, falling)
-        base, peak = c["base_learning_rate"], c["learning_rate"]
-        height = (peak - base) * scale
+        height = (peak - floor) * scale
         if c["mode"] == "triangular2":
             height = height * (1.0 / ops.power(2.0, cycle - 1.0))
         elif c["mode"] == "exp_range":
             height = height * ops.exp(_as_float(t) * math.log(c["gamma"]))  # log in float64
-        return base + height
+        return floor + height
+
+    def value(self, t: Any) -> Any:
+        return self._between(t, self._config["base_learning_rate"], self._config["learning_rate"])
+
+    def momentum_value(self, t: Any) -> Any:
+        return self._between(t, self._config["max_momentum"], self._config["base_momentum"])
+
+
+# --- momentum cycling ---------------------------------------------------------------------------
+
+
+class MomentumCycling:
+    """Mixin for a Keras optimizer: the momentum (SGD) or beta_1 (Adam, AdamW) of each step is the
+    one its schedule gives (:meth:`LRSearchSchedule.momentum`), computed inside the compiled step
+    from the optimizer's step count, as PyTorch's ``OneCycleLR`` and ``CyclicLR`` set it.
+
+    Adam's update reads ``beta_1`` as a value, so it runs with the step's beta_1 in its place
+    (its bias correction ``1 - beta_1^t`` then uses it too, as PyTorch's Adam does). Keras's SGD
+    decides from ``momentum != 0`` in Python whether momentum applies at all, so a cycled SGD step
+    is written here: ``m = momentum * m - lr * g``, then ``w += m`` (``w += momentum * m - lr * g``
+    with Nesterov), Keras's own update with the step's momentum. A schedule that does not cycle
+    momentum leaves the optimizer exactly as its base class.
+
+    Use :func:`momentum_cycling` to get the class for an optimizer class.
+    """
+
+    _lrsearch_step_momentum: Any = None
+
+    def _step_momentum(self) -> Any:
+        """This step's momentum, or ``None`` when the schedule has none (the packed optimizer
+        gives every copy's own here)."""
+        schedule = self._learning_rate  # type: ignore[attr-defined]
+        if isinstance(schedule, LRSearchSchedule) and schedule.cycles_momentum:
+            return schedule.momentum(self.iterations)  # type: ignore[attr-defined]
+        return None
+
+    def _cycled_momentum(self, variable: Any) -> Any:
+        """This step's momentum for ``variable`` (computed once per step)."""
+        step = self._lrsearch_step_momentum
+        return self._step_momentum() if step is None else step
+
+    def _backend_update_step(
+        self, grads: Any, trainable_variables: Any, learning_rate: Any
+    ) -> None:
+        # once per step, as Keras computes the learning rate once, not once per variable
+        self._lrsearch_step_momentum = self._step_momentum()
+        try:
+            super()._backend_update_step(  # type: ignore[misc]
+                grads, trainable_variables, learning_rate
+            )
+        finally:
+            self._lrsearch_step_momentum = None
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        momentum = self._cycled_momentum(variable)
+        base: Any = super()
+        if momentum is None:
+            base.update_step(gradient, variable, learning_rate)
+            return
+        momentum = ops.cast(momentum, variable.dtype)
+        if isinstance(self, keras.optimizers.Adam):  # AdamW is an Adam
+            kept = self.beta_1
+            self.beta_1 = momentum
+            try:
+                base.update_step(gradient, variable, learning_rate)
+            finally:
+                self.beta_1 = kept
+            return
+        opt: Any = self
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if not opt.momentums:  # built with momentum 0: no buffers, so every momentum was 0
+            opt.assign_sub(variable, gradient * lr)
+            return
+        m = opt.momentums[opt._get_variable_index(variable)]
+        opt.assign(m, m * momentum - gradient * lr)
+        if opt.nesterov:
+            opt.assign_add(variable, m * momentum - gradient * lr)
+        else:
+            opt.assign_add(variable, m)
+
+
+@keras.saving.register_keras_serializable("lrsearch")
+class CyclingSGD(MomentumCycling, keras.optimizers.SGD):  # type: ignore[name-defined]
+    """``keras.optimizers.SGD`` whose momentum follows its schedule's (see
+    :class:`MomentumCycling`). Without ``momentum`` it starts from the schedule's
+    ``max_momentum``, as PyTorch's schedulers set it.
+
+    Example:
+        >>> schedule = OneCycleSchedule(learning_rate=0.1, total_steps=100)
+        >>> optimizer = CyclingSGD(learning_rate=schedule)
+        >>> round(float(schedule.momentum(50)), 6)
+        0.870611
+    """
+
+    def __init__(self, learning_rate: Any = 0.01, momentum: float | None = None, **kwargs: Any):
+        if momentum is None:
+            cycles = isinstance(learning_rate, LRSearchSchedule) and learning_rate.cycles_momentum
+            momentum = learning_rate.get_config()["max_momentum"] if cycles else 0.0
+        super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
+
+
+@keras.saving.register_keras_serializable("lrsearch")
+class CyclingAdam(MomentumCycling, keras.optimizers.Adam):  # type: ignore[name-defined]
+    """``keras.optimizers.Adam`` whose beta_1 follows its schedule's momentum."""
+
+
+@keras.saving.register_keras_serializable("lrsearch")
+class CyclingAdamW(MomentumCycling, keras.optimizers.AdamW):  # type: ignore[name-defined]
+    """``keras.optimizers.AdamW`` whose beta_1 follows its schedule's momentum."""
+
+
+_CYCLING = {
+    keras.optimizers.SGD: CyclingSGD,
+    keras.optimizers.Adam: CyclingAdam,
+    keras.optimizers.AdamW: CyclingAdamW,
+}
+
+
+def momentum_cycling(optimizer_class: type) -> type:
+    """The class of ``optimizer_class`` whose momentum or beta_1 follows its schedule.
+
+    Raises:
+        ScheduleError: An optimizer without a momentum or beta_1 to cycle.
+
+    Example:
+        >>> momentum_cycling(keras.optimizers.SGD).__name__
+        'CyclingSGD'
+    """
+    if issubclass(optimizer_class, MomentumCycling):
+        return optimizer_class
+    try:
+        return _CYCLING[optimizer_class]
+    except KeyError:
+        raise ScheduleError(
+            f"cycle_momentum needs SGD, Adam or AdamW (a momentum or beta_1 to cycle), not "
+            f"{optimizer_class.__name__}; set cycle_momentum = false"
+        ) from None

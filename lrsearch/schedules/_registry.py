@@ -261,6 +261,12 @@ def _check_onecycle(p: Mapping[str, Any]) -> None:
             "Argument `pct_start` must be < (total_steps + 1) / (2 * total_steps) with "
             f"three_phase=True, so the last phase has a length. Received: pct_start={pct!r}"
         )
+    _check_momentum(p)
+
+
+def _check_momentum(p: Mapping[str, Any]) -> None:
+    _between(p, "base_momentum", 0, 1, "[)")
+    _between(p, "max_momentum", p["base_momentum"], 1, "[)")
 
 
 def _check_plateau(p: Mapping[str, Any]) -> None:
@@ -308,6 +314,7 @@ def _check_cyclic(p: Mapping[str, Any]) -> None:
     _positive(p, "step_size_up")
     _positive(p, "step_size_down")
     _positive(p, "gamma")
+    _check_momentum(p)
 
 
 # --- the registry -----------------------------------------------------------------------------
@@ -463,6 +470,16 @@ class Family:
         return getattr(module, self.class_name)
 
 
+def _momentum_params(base: float, peak: float) -> tuple[Param, ...]:
+    """PyTorch's momentum cycling (``OneCycleLR``, ``CyclicLR``): SGD's momentum, or Adam's and
+    AdamW's beta_1, moves inversely to the learning rate between ``base`` and ``peak``."""
+    return (
+        Param("cycle_momentum", "bool", True, "cycle momentum / beta_1 inversely to the lr"),
+        Param("base_momentum", "float", base, "momentum where the lr peaks"),
+        Param("max_momentum", "float", peak, "momentum where the lr is lowest"),
+    )
+
+
 _LR = Param("learning_rate", "float", 0.01, "peak learning rate η")
 _WARMUP = (
     Param("warmup_steps", "int", 0, "linear warmup length W in steps"),
@@ -590,6 +607,7 @@ FAMILIES: dict[str, Family] = {
                 Param("final_div_factor", "float", 1e4, "final lr = start lr / final_div_factor"),
                 Param("anneal", "choice", "cos", "annealing shape", ("cos", "linear")),
                 Param("three_phase", "bool", False, "fall back to start lr before the final fall"),
+                *_momentum_params(0.85, 0.95),
             ),
             check=_check_onecycle,
             class_name="OneCycleSchedule",
@@ -750,6 +768,7 @@ FAMILIES: dict[str, Family] = {
                     ("triangular", "triangular2", "exp_range"),
                 ),
                 Param("gamma", "float", 1.0, "amplitude factor per step in exp_range"),
+                *_momentum_params(0.8, 0.9),
             ),
             check=_check_cyclic,
             class_name="CyclicSchedule",

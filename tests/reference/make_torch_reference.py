@@ -13,7 +13,9 @@ Each case is a row of lrsearch parameters (family, total_steps, params) and the 
 that must give the same learning rate at every step, built from those parameters by the family's
 ``*_torch`` function below (``torch.optim.lr_scheduler`` names and arguments). The learning rates
 are recorded as a training loop sees them: ``get_last_lr()`` before the first step, then after
-each ``optimizer.step(); scheduler.step()``. Very long cases store a sample of the steps.
+each ``optimizer.step(); scheduler.step()``; where the scheduler cycles momentum (``OneCycleLR``
+and ``CyclicLR`` by default), the optimizer's ``momentum`` at the same moments too
+(``"momentums"``). Very long cases store a sample of the steps.
 
 Importing this module needs only the standard library: the tests import it to check that the
 committed file was generated from this very table.
@@ -29,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FORMAT = 1
+FORMAT = 2  # 2: momentums of the momentum-cycling cases
 OUTPUT = Path(__file__).resolve().parent / "torch_schedulers.json"
 SEED = 20240611
 DRAWS = 20  # random parameter sets per family whose PyTorch equality SCHEDULES.md promises
@@ -72,6 +74,15 @@ def warmup_then(p: dict[str, Any], *phases: tuple[int, Spec]) -> Spec:
     return sequential([(w, warmup), *phases])
 
 
+def momentum_kwargs(p: dict[str, Any], base: float, peak: float) -> dict[str, Any]:
+    """PyTorch's momentum cycling arguments; lrsearch's defaults are PyTorch's."""
+    return {
+        "cycle_momentum": p.get("cycle_momentum", True),
+        "base_momentum": p.get("base_momentum", base),
+        "max_momentum": p.get("max_momentum", peak),
+    }
+
+
 def onecycle_torch(t: int, p: dict[str, Any]) -> tuple[Spec, int]:
     """``OneCycleLR`` over the budget (it raises past it)."""
     spec = sched(
@@ -80,10 +91,10 @@ def onecycle_torch(t: int, p: dict[str, Any]) -> tuple[Spec, int]:
         total_steps=t,
         pct_start=p.get("pct_start", 0.3),
         anneal_strategy=p.get("anneal", "cos"),
-        cycle_momentum=False,
         div_factor=p.get("div_factor", 25.0),
         final_div_factor=p.get("final_div_factor", 1e4),
         three_phase=p.get("three_phase", False),
+        **momentum_kwargs(p, 0.85, 0.95),
     )
     return spec, t
 
@@ -98,7 +109,7 @@ def cyclic_torch(t: int, p: dict[str, Any]) -> tuple[Spec, int]:
         step_size_down=p.get("step_size_down"),
         mode=p.get("mode", "triangular"),
         gamma=p.get("gamma", 1.0),
-        cycle_momentum=False,
+        **momentum_kwargs(p, 0.8, 0.9),
     )
     return spec, t
 
@@ -224,6 +235,18 @@ FIXED_ROWS: list[Row] = [
     case("longest-rise", "onecycle", 20, learning_rate=0.1, pct_start=0.99, anneal="linear"),
     case("3phase-longest", "onecycle", 40, learning_rate=0.3, pct_start=0.49, three_phase=True),
     case("div1", "onecycle", 60, learning_rate=0.1, div_factor=1.0, final_div_factor=1.0),
+    case("no-momentum", "onecycle", 100, learning_rate=0.1, cycle_momentum=False),
+    case(
+        "momentum-3phase",
+        "onecycle",
+        90,
+        learning_rate=0.1,
+        three_phase=True,
+        anneal="linear",
+        base_momentum=0.6,
+        max_momentum=0.99,
+    ),
+    case("momentum-flat", "onecycle", 40, learning_rate=0.1, base_momentum=0.9, max_momentum=0.9),
     case("long", "onecycle", LONG, sampled(LONG, 29_999), learning_rate=0.1),
     case(
         "long-short-last-phase",
@@ -273,6 +296,27 @@ FIXED_ROWS: list[Row] = [
         step_size_down=9,
         mode="exp_range",
         gamma=0.99,
+    ),
+    case(
+        "no-momentum",
+        "cyclic",
+        60,
+        learning_rate=0.1,
+        base_learning_rate=0.01,
+        step_size_up=5,
+        cycle_momentum=False,
+    ),
+    case(
+        "momentum-triangular2",
+        "cyclic",
+        80,
+        learning_rate=0.1,
+        base_learning_rate=0.01,
+        step_size_up=4,
+        step_size_down=9,
+        mode="triangular2",
+        base_momentum=0.5,
+        max_momentum=0.95,
     ),
     case("steps1-base0", "cyclic", 30, learning_rate=0.1, base_learning_rate=0.0, step_size_up=1),
     case(
@@ -506,6 +550,9 @@ def random_params(d: Draw, family: str) -> tuple[int, dict[str, Any]]:
         p["decay_shape"] = d.pick(["linear", "cosine"])
     else:
         raise ValueError(family)
+    if family in ("onecycle", "cyclic") and d.pick([False, True]):
+        p["base_momentum"] = d.u(0.0, 0.95)
+        p["max_momentum"] = d.u(p["base_momentum"], 0.999)
     return t, p
 
 
@@ -551,22 +598,33 @@ def build(torch: Any, optimizer: Any, spec: Spec) -> Any:
     return getattr(lrs, spec["scheduler"])(optimizer, **spec["kwargs"])
 
 
-def torch_lrs(torch: Any, c: dict[str, Any]) -> list[float]:
-    """The learning rates PyTorch gives at ``c``'s stored steps."""
+def torch_values(torch: Any, c: dict[str, Any]) -> dict[str, list[float]]:
+    """The learning rates PyTorch gives at ``c``'s stored steps (``lrs``), and the momentums
+    where its scheduler cycles them (``momentums``)."""
     optimizer = torch.optim.SGD(
         [torch.nn.Parameter(torch.zeros(1))], lr=c["params"]["learning_rate"], momentum=0.9
     )
     scheduler = build(torch, optimizer, c["torch"])
     wanted = step_list(c["steps"])
     keep = set(wanted)
-    out = []
+    cycles = c["torch"].get("kwargs", {}).get("cycle_momentum", False)
+    out: dict[str, list[float]] = {"lrs": [], **({"momentums": []} if cycles else {})}
     for step in range(wanted[-1] + 1):
         if step:
             optimizer.step()
             scheduler.step()
         if step in keep:
-            out.append(float(scheduler.get_last_lr()[0]))
+            out["lrs"].append(float(scheduler.get_last_lr()[0]))
+            if cycles:
+                out["momentums"].append(float(optimizer.param_groups[0]["momentum"]))
     return out
+
+
+VALUES = ("lrs", "momentums")  # what PyTorch computed, as opposed to the case's description
+
+
+def description(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in c.items() if k not in VALUES}
 
 
 def dumps(torch_version: str, computed: list[dict[str, Any]]) -> str:
@@ -579,10 +637,10 @@ def dumps(torch_version: str, computed: list[dict[str, Any]]) -> str:
         '"cases": [',
     ]
     for i, c in enumerate(computed):
-        head = json.dumps({k: v for k, v in c.items() if k != "lrs"})
-        lrs = json.dumps(c["lrs"])
+        head = json.dumps({k: v for k, v in c.items() if k not in VALUES})
+        values = ",\n".join(f' "{k}": {json.dumps(c[k])}' for k in VALUES if k in c)
         sep = "," if i < len(computed) - 1 else ""
-        lines.append(f'{head[:-1]},\n "lrs": {lrs}}}{sep}')
+        lines.append(f"{head[:-1]},\n{values}}}{sep}")
     lines += ["]", "}", ""]
     return "\n".join(lines)
 
@@ -596,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch  # only here: importing this module must not need torch
 
-    computed = [{**c, "lrs": torch_lrs(torch, c)} for c in cases()]
+    computed = [{**c, **torch_values(torch, c)} for c in cases()]
     text = dumps(torch.__version__, computed)
     if not args.check:
         args.output.write_text(text)
@@ -608,10 +666,12 @@ def main(argv: list[str] | None = None) -> int:
     old = {c["id"]: c for c in stored["cases"]}
     for c in computed:
         o = old.pop(c["id"], None)
-        if o is None or {**o, "lrs": None} != {**c, "lrs": None}:
+        if o is None or description(o) != description(c) or set(o) != set(c):
             bad.append(f"{c['id']}: case missing or changed")
         elif any(
-            abs(a - b) > 1e-12 * abs(b) + 1e-15 for a, b in zip(o["lrs"], c["lrs"], strict=True)
+            abs(a - b) > 1e-12 * abs(b) + 1e-15
+            for k in VALUES
+            for a, b in zip(o.get(k, []), c.get(k, []), strict=True)
         ):
             bad.append(f"{c['id']}: torch {torch.__version__} gives other values")
     bad += [f"{k}: no longer in the table" for k in old]
