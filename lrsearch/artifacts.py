@@ -250,11 +250,9 @@ def planned_momentum(schedule: dict[str, Any]) -> Any:
     from lrsearch.plots import schedule_values
     from lrsearch.schedules import build_schedule
 
-    if not schedule.get("params", {}).get("cycle_momentum", False):
-        return None
     total = int(schedule["total_steps"])
     built = build_schedule(schedule["family"], total_steps=total, **schedule["params"])
-    return schedule_values(built.momentum, total)
+    return schedule_values(built.momentum, total) if built.cycles_momentum else None
 
 
 def write_history_csv(history: dict[str, list[Any]], path: Path) -> Path:

@@ -129,8 +129,8 @@ def make_optimizer(config: StudyConfig, schedule: Any, *, cycling: bool | None =
 
     Where the schedule cycles momentum (``cycling``: by default, whether ``schedule`` says so),
     the optimizer is its :func:`~lrsearch.schedules.momentum_cycling` class: SGD's momentum or
-    Adam's beta_1 then follows the schedule's at every step (the study's ``momentum`` only
-    chooses the start, as PyTorch's schedulers start at ``max_momentum``).
+    Adam's beta_1 then follows the schedule's at every step, from its ``max_momentum``, as in
+    PyTorch (the study's ``momentum`` is not used by such a trial).
     """
     keras = import_keras()
     t = config.training

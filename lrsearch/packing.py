@@ -328,7 +328,7 @@ def packed_optimizer_class(base: type) -> type:
             schedule = self._learning_rate
             if getattr(schedule, "momentum_table", None) is None:
                 return None
-            return schedule.momentum(self.iterations)
+            return schedule.momentum(self._iterations)  # the lr's step
 
         def _copy_momentums(self) -> Any:
             """``_step_momentum`` as computed once for this step (or now, if not)."""
@@ -775,11 +775,13 @@ class PackTrainer:
             raise ValueError(f"A pack needs at least one slot. Received: size={size}")
         self.config, self.dataset, self.size, self.base_dir = config, dataset, size, base_dir
         self.total_steps = make_budget(config, dataset).total_steps
-        if size * self.total_steps > MAX_TABLE:
+        self.cycling = may_cycle_momentum(config)
+        tables = 2 if self.cycling else 1  # learning rates (and momentums)
+        if tables * size * self.total_steps > MAX_TABLE:
             raise ConfigError(
-                f"training.pack = {size} tabulates {size} x {self.total_steps} learning rates "
-                f"(epochs x steps per epoch), more than {MAX_TABLE}; use a smaller pack or "
-                "fewer epochs."
+                f"training.pack = {size} tabulates {tables} x {size} x {self.total_steps} "
+                f"values (learning rates{' and momentums' if self.cycling else ''}; epochs x "
+                f"steps per epoch), more than {MAX_TABLE}; use a smaller pack or fewer epochs."
             )
         self.stacked = config.model.type in _STACKED if stacked is None else stacked
         if clear_session:
@@ -792,7 +794,6 @@ class PackTrainer:
             self.model, layout = _side_by_side(dataset, copies)
             self.copies = copies  # the slots' models, inside self.model
         self.schedule = _keras_classes()["PackedSchedule"]()
-        self.cycling = may_cycle_momentum(config)
         base = make_optimizer(config, 1.0, cycling=self.cycling)
         # a copy whose schedule does not cycle keeps the study's momentum (SGD) or beta_1 (Adam)
         self._momentum = float(

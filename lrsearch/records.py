@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from lrsearch.schedules import stored_schedule
+
 if TYPE_CHECKING:
     import optuna
 
@@ -109,7 +111,9 @@ class TrialRecord(_Record):
     """
 
     schedule: dict[str, Any] | None = _key("schedule", "schedule")
-    """The absolute schedule: ``{"family", "params", "total_steps"}`` (``build_schedule``)."""
+    """The absolute schedule: ``{"family", "params", "total_steps"}`` (``build_schedule``); a
+    parameter its family gained since it was stored reads as what the trial ran with
+    (:func:`~lrsearch.schedules.stored_schedule`)."""
     relative: dict[str, Any] | None = _key("relative", "relative")
     """The sampled parameters in search units (lr, fractions of the run, ...)."""
     seed: int | None = _key("seed", "seed")
@@ -141,6 +145,10 @@ class TrialRecord(_Record):
 
     #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
     OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.schedule, Mapping):
+            object.__setattr__(self, "schedule", stored_schedule(self.schedule))
 
     @classmethod
     def of(cls, trial: _HasUserAttrs) -> TrialRecord:

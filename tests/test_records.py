@@ -135,3 +135,44 @@ def test_a_study_written_by_lrsearch_0_1_0_resumes(legacy: str, tmp_path: Path) 
     record = TrialRecord.of(new)
     assert record.schedule is not None and record.seed == 4 and record.outcome is not None
     assert TrialRecord.of(handle.trial(1)).seed == 1  # an old trial, read alike
+
+
+@pytest.mark.parametrize("family", ["onecycle", "cyclic"])
+def test_a_trial_stored_before_momentum_cycling_replays_as_it_ran(
+    family: str, tmp_path: Path
+) -> None:
+    """A onecycle / cyclic trial stored before those families cycled momentum (its params lack
+    ``cycle_momentum``) reads, exports and rebuilds without cycling, as it trained; one stored
+    since keeps what it stored."""
+    from lrsearch.config import parse_study_config
+    from lrsearch.objective import make_optimizer
+    from lrsearch.schedules import resolve_params
+    from lrsearch.space import SchedulePoint
+
+    params = resolve_params(family, total_steps=60, learning_rate=0.1)
+    params.pop("total_steps", None)
+    old = {
+        k: v
+        for k, v in params.items()
+        if k not in ("cycle_momentum", "base_momentum", "max_momentum")
+    }
+    storage = f"sqlite:///{tmp_path / 'old.db'}"
+    study = optuna.create_study(study_name="old", storage=storage)
+    for stored in (old, params):
+        trial = study.ask()
+        trial.set_user_attr(
+            TrialRecord.key("schedule"), {"family": family, "total_steps": 60, "params": stored}
+        )
+        study.tell(trial, 0.5)
+    before, since = (TrialRecord.of(t) for t in study.get_trials())
+    assert before.schedule is not None and since.schedule is not None
+    assert before.schedule["params"] == {**old, "cycle_momentum": False}
+    assert since.schedule["params"] == params and params["cycle_momentum"] is True
+    exported = CliRunner().invoke(cli, ["export", "old", "--trial", "0", "--storage", storage])
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.output)["params"]["cycle_momentum"] is False
+    config = parse_study_config({"study": {"name": "old"}, "training": {"optimizer": "sgd"}})
+    built = [SchedulePoint.from_record(r).build() for r in (before, since)]
+    assert [s.cycles_momentum for s in built] == [False, True]
+    optimizers = [type(make_optimizer(config, s)).__name__ for s in built]
+    assert optimizers == ["SGD", "CyclingSGD"]

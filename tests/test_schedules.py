@@ -1676,6 +1676,10 @@ def test_cycling_needs_an_optimizer_with_momentum() -> None:
     assert momentum_cycling(CyclingSGD) is CyclingSGD
     with pytest.raises(ScheduleError, match="cycle_momentum = false"):
         momentum_cycling(keras.optimizers.RMSprop)
+    schedule = build_schedule("cyclic", total_steps=40, learning_rate=0.1)
+    with pytest.raises(ScheduleError, match="momentum=0"):
+        CyclingSGD(schedule, momentum=0.0)
+    assert CyclingSGD(schedule).momentum == 0.9  # its max_momentum, as PyTorch starts
 
 
 def test_a_cycling_optimizer_round_trips_a_keras_file(tmp_path: Path) -> None:

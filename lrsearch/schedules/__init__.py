@@ -27,6 +27,7 @@ from lrsearch.schedules._registry import (
     Param,
     get_family,
     resolve_params,
+    stored_schedule,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "momentum_cycling",
     "get_family",
     "resolve_params",
+    "stored_schedule",
     *(f.class_name for f in FAMILIES.values()),
 ]
 

@@ -726,7 +726,8 @@ class MomentumCycling:
         gives every copy's own here)."""
         schedule = self._learning_rate  # type: ignore[attr-defined]
         if isinstance(schedule, LRSearchSchedule) and schedule.cycles_momentum:
-            return schedule.momentum(self.iterations)  # type: ignore[attr-defined]
+            # the step Keras reads the learning rate at (``_get_current_learning_rate``)
+            return schedule.momentum(self._iterations)  # type: ignore[attr-defined]
         return None
 
     def _cycled_momentum(self, variable: Any) -> Any:
@@ -764,7 +765,7 @@ class MomentumCycling:
         opt: Any = self
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        if not opt.momentums:  # built with momentum 0: no buffers, so every momentum was 0
+        if not opt.momentums:  # built with momentum 0: the schedule's momentums are all 0
             opt.assign_sub(variable, gradient * lr)
             return
         m = opt.momentums[opt._get_variable_index(variable)]
@@ -789,9 +790,14 @@ class CyclingSGD(MomentumCycling, keras.optimizers.SGD):  # type: ignore[name-de
     """
 
     def __init__(self, learning_rate: Any = 0.01, momentum: float | None = None, **kwargs: Any):
+        cycles = isinstance(learning_rate, LRSearchSchedule) and learning_rate.cycles_momentum
         if momentum is None:
-            cycles = isinstance(learning_rate, LRSearchSchedule) and learning_rate.cycles_momentum
             momentum = learning_rate.get_config()["max_momentum"] if cycles else 0.0
+        elif cycles and momentum == 0 and learning_rate.get_config()["max_momentum"] > 0:
+            raise ScheduleError(  # Keras's SGD would keep no momentum to cycle
+                "CyclingSGD(momentum=0) cannot cycle momentum; leave momentum out (it starts "
+                "at the schedule's max_momentum) or set cycle_momentum = false"
+            )
         super().__init__(learning_rate=learning_rate, momentum=momentum, **kwargs)
 
 

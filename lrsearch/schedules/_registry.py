@@ -27,6 +27,7 @@ __all__ = [
     "Param",
     "get_family",
     "resolve_params",
+    "stored_schedule",
 ]
 
 ParamKind = Literal["float", "int", "bool", "choice", "str"]
@@ -63,6 +64,9 @@ class Param:
     default: Any = REQUIRED
     help: str = ""
     choices: tuple[str, ...] = ()
+    before: Any = REQUIRED
+    """What a trial stored before this parameter existed ran with (its stored schedule lacks
+    it); ``REQUIRED`` when the parameter is as old as its family."""
 
     @property
     def default_text(self) -> str:
@@ -474,7 +478,13 @@ def _momentum_params(base: float, peak: float) -> tuple[Param, ...]:
     """PyTorch's momentum cycling (``OneCycleLR``, ``CyclicLR``): SGD's momentum, or Adam's and
     AdamW's beta_1, moves inversely to the learning rate between ``base`` and ``peak``."""
     return (
-        Param("cycle_momentum", "bool", True, "cycle momentum / beta_1 inversely to the lr"),
+        Param(
+            "cycle_momentum",
+            "bool",
+            True,
+            "cycle momentum / beta_1 inversely to the lr",
+            before=False,  # trials stored before it existed ran with the optimizer's momentum
+        ),
         Param("base_momentum", "float", base, "momentum where the lr peaks"),
         Param("max_momentum", "float", peak, "momentum where the lr is lowest"),
     )
@@ -809,6 +819,27 @@ def get_family(name: str) -> Family:
         raise ScheduleError(
             f"Unknown schedule family {name!r}.{hint} Known families: {', '.join(FAMILIES)}."
         ) from None
+
+
+def stored_schedule(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's stored schedule (``{"family", "total_steps", "params"}``) with the parameters
+    added to its family since it was stored set to what the trial ran with (:attr:`Param.before`),
+    so that replaying it (retrain, export, pictures) trains what it trained.
+
+    Example:
+        >>> stored_schedule({"family": "onecycle", "params": {"learning_rate": 0.1}})["params"]
+        {'learning_rate': 0.1, 'cycle_momentum': False}
+    """
+    family = FAMILIES.get(str(schedule.get("family")))
+    params = schedule.get("params")
+    if family is None or not isinstance(params, Mapping):
+        return dict(schedule)
+    added = {
+        p.name: p.before
+        for p in family.params
+        if p.before is not REQUIRED and p.name not in params
+    }
+    return {**schedule, "params": {**params, **added}} if added else dict(schedule)
 
 
 def resolve_params(family: str, *, total_steps: int, **params: Any) -> dict[str, Any]:
