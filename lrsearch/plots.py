@@ -72,6 +72,7 @@ def describe_params(params: Mapping[str, Any], *, skip: Sequence[str] = ()) -> s
 
 # Fixed layouts of the two per-trial pictures (drawn for every trial: no tight_layout pass).
 TRIAL_LR_MARGINS = {"left": 0.1, "right": 0.97, "bottom": 0.11, "top": 0.88}
+TRIAL_LR_MOMENTUM_MARGINS = {**TRIAL_LR_MARGINS, "right": 0.89}  # room for the momentum axis
 LEARNING_CURVE_MARGINS = {
     "left": 0.065,
     "right": 0.935,
@@ -226,7 +227,8 @@ def plot_trial_lr(
         ax.set_xlim(0, max(epochs[-1], 1e-9) if len(epochs) else 1)
         ax.legend(loc="best", fontsize=8)
         _momentum_axis(ax, epochs, momentum)
-        out = _save(fig, path, margins=TRIAL_LR_MARGINS)
+        margins = TRIAL_LR_MARGINS if momentum is None else TRIAL_LR_MOMENTUM_MARGINS
+        out = _save(fig, path, margins=margins)
     finally:
         fig.clear()
     return out

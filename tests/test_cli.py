@@ -75,6 +75,15 @@ def test_plot_writes_a_png(runner: CliRunner, tmp_path, family: str) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 10_000  # a drawn figure, not an empty canvas
     assert "max 0.1" in result.output
+    cycles = FAMILIES[family].param_names.count("cycle_momentum") == 1
+    assert ("momentum cycles" in result.output) == cycles
+    if cycles:  # drawn on a second axis; without cycling the picture has none
+        flat = tmp_path / "flat.png"
+        args = ["schedules", "plot", family, "--learning-rate", "0.1", "--epochs", "3"]
+        args += ["--steps-per-epoch", "20", "--cycle-momentum", "false", "-o", str(flat)]
+        again = runner.invoke(cli, args)
+        assert again.exit_code == 0 and "momentum" not in again.output, again.output
+        assert flat.read_bytes() != out.read_bytes()
 
 
 def test_plot_parses_dashes_underscores_flags_and_equals(runner: CliRunner, tmp_path) -> None:
