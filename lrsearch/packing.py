@@ -871,13 +871,15 @@ class PackTrainer:
             if self.momentum_table is None:  # may_cycle_momentum said no: a bug, never train wrong
                 raise ConfigError(f"{entry.point.family} cycles momentum; use pack = 1")
             momentums = ops.convert_to_numpy(schedule.momentum(steps))
-        for variable, value in (
+        rows: list[tuple[Any, Any]] = [
             (self.table, rates),
-            *(((self.momentum_table, momentums),) if self.momentum_table is not None else ()),
             (self.scale, 1.0),
             (self.active, 1.0),
             (self.offset, ops.convert_to_numpy(self.optimizer.iterations)),
-        ):
+        ]
+        if self.momentum_table is not None:
+            rows.append((self.momentum_table, momentums))
+        for variable, value in rows:
             array = np.array(ops.convert_to_numpy(variable))
             array[k] = value
             variable.assign(array)
