@@ -693,6 +693,13 @@ def schedules(ctx: click.Context) -> None:
     for family in FAMILIES.values():
         click.echo(click.style(family.name, bold=True) + f"  {family.summary}")
         click.echo(f"  reference: {family.reference}")
+        if family.optimizer:
+            click.echo(
+                f"  trains with keras.optimizers.{family.optimizer} (training.optimizer 'adam' "
+                "or 'adamw'), alone, never in a pack"
+            )
+        if not family.searched_by_default:
+            click.echo("  searched when space.families lists it (not by default)")
         width = max(len(p.name) for p in family.params)
         for p in family.params:
             kind = "|".join(p.choices) if p.choices else p.kind

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from lrsearch.exceptions import ConfigError, did_you_mean
-from lrsearch.schedules import FAMILIES
+from lrsearch.schedules import DEFAULT_FAMILIES, FAMILIES
 
 __all__ = [
     "MAX_LEARNING_RATE",
@@ -55,6 +55,7 @@ __all__ = [
     "comparable",
     "config_diff",
     "load_study_file",
+    "optimizer_mismatch",
     "parse_study_config",
 ]
 
@@ -282,7 +283,7 @@ class SpaceConfig(BaseModel):
 
     model_config = _LOOSE
 
-    families: list[str] = Field(default_factory=lambda: list(FAMILIES), min_length=1)
+    families: list[str] = Field(default_factory=lambda: list(DEFAULT_FAMILIES), min_length=1)
     learning_rate: RangeSpec | None = None
 
     @field_validator("learning_rate")
@@ -367,6 +368,14 @@ class StudyConfig(_Strict):
                 _check_finite(f"baseline.{i}.{_cut(str(key), 60)}", value)
         return self
 
+    @model_validator(mode="after")
+    def _optimizer_fits_families(self) -> StudyConfig:
+        wanted = [*self.space.families, *(b.family for b in self.baseline)]
+        for name in dict.fromkeys(wanted):
+            if FAMILIES[name].optimizer and self.training.optimizer == "sgd":
+                raise ValueError(optimizer_mismatch(name, self.training.optimizer))
+        return self
+
     def with_pack(self, pack: int | str) -> StudyConfig:
         """This config with ``training.pack = pack`` (validated: one line naming ``--pack``)."""
         whole = isinstance(pack, int) and not isinstance(pack, bool) and 1 <= pack <= MAX_PACK
@@ -398,6 +407,17 @@ def comparable(normalized: dict[str, Any]) -> dict[str, Any]:
         for key in keys:
             data.get(section, {}).pop(key, None)
     return data
+
+
+def optimizer_mismatch(family: str, optimizer: str) -> str:
+    """The line for a family that trains with its own Adam-like optimizer in a study whose
+    ``training.optimizer`` is not Adam-like."""
+    own = FAMILIES[family].optimizer
+    return (
+        f"`space.families`: {family} trains with keras.optimizers.{own}, which needs "
+        f"training.optimizer = 'adam' or 'adamw' (it is {optimizer!r}); set that, or remove "
+        f"{family} from space.families and [[baseline]]"
+    )
 
 
 def _check_family_name(name: str) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lrsearch.exceptions import ConfigError
 from lrsearch.records import TrialRecord
+from lrsearch.schedules import FAMILIES
 
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
@@ -115,6 +116,14 @@ def python_snippet(schedule: dict[str, Any]) -> str:
             "# it cycles momentum (SGD) or beta_1 (Adam) too, through its optimizer:\n"
             "from lrsearch.schedules import CyclingSGD  # or CyclingAdam, CyclingAdamW\n\n"
             "optimizer = CyclingSGD(learning_rate=schedule)\n"
+        )
+    if FAMILIES[family].optimizer:
+        text += (
+            f"# it trains with keras.optimizers.{FAMILIES[family].optimizer} (its beta_1; pass\n"
+            "# weight_decay= for AdamW) and is evaluated on that optimizer's averaged weights:\n"
+            "from lrsearch.schedules import ScheduleFreeEvaluation\n\n"
+            "optimizer = schedule.optimizer()\n"
+            "# model.fit(..., callbacks=[ScheduleFreeEvaluation()])\n"
         )
     if family == "plateau":
         text += (

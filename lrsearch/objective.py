@@ -29,12 +29,13 @@ import numpy as np
 
 from lrsearch._imports import import_keras
 from lrsearch._optuna import heartbeat_retry_of
-from lrsearch.config import StudyConfig
+from lrsearch.config import StudyConfig, optimizer_mismatch
 from lrsearch.data import Dataset, load_dataset, user_frame
 from lrsearch.divergence import DivergenceWatch
-from lrsearch.exceptions import ConfigError
+from lrsearch.exceptions import ConfigError, LRSearchError
 from lrsearch.models import build_model
 from lrsearch.records import TrialRecord
+from lrsearch.schedules import FAMILIES
 from lrsearch.space import Budget, SchedulePoint, SearchSpace
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "TrainResult",
     "load_data",
     "make_budget",
+    "describe_trial_error",
     "make_optimizer",
     "train",
 ]
@@ -62,6 +64,13 @@ def describe_error(exc: BaseException, user_folder: Path | None = None) -> str:
     frame = user_frame(traceback.extract_tb(exc.__traceback__), user_folder)
     where = f"{frame.filename}:{frame.lineno}" if frame is not None else None
     return f"{text} (at {where})" if where else text
+
+
+def describe_trial_error(exc: BaseException, user_folder: Path | None = None) -> str:
+    """:func:`describe_error` of what failed a trial: for lrsearch's one-line wrapper of the
+    user's error (an :class:`LRSearchError` raised from it), the user's error, which says more."""
+    cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
+    return describe_error(cause if isinstance(cause, Exception) else exc, user_folder)
 
 
 @dataclass
@@ -134,6 +143,11 @@ def make_optimizer(config: StudyConfig, schedule: Any, *, cycling: bool | None =
     """
     keras = import_keras()
     t = config.training
+    own_optimizer = getattr(schedule, "optimizer", None)
+    if callable(own_optimizer):  # a family that trains with its own optimizer (schedule_free)
+        if t.optimizer == "sgd":
+            raise ConfigError(optimizer_mismatch(schedule.family, t.optimizer))
+        return own_optimizer(weight_decay=t.weight_decay if t.optimizer == "adamw" else None)
     if cycling is None:
         cycling = bool(getattr(schedule, "cycles_momentum", False))
     if t.optimizer == "sgd":
@@ -322,8 +336,6 @@ def train(
             order, see :mod:`lrsearch.packing`); by default ``seed`` seeds both.
     """
     keras = import_keras()
-    from lrsearch.schedules import PlateauCallback
-
     started = time.perf_counter()
     with _sigint_held() as interrupted:
         keras.backend.clear_session()
@@ -341,9 +353,7 @@ def train(
             batch_size=config.data.batch_size,
         )
         tracker = _trial_callback_class()(config.study.metric, watch, report, interrupted)
-        callbacks: list[Any] = [tracker]
-        if point.family == "plateau":
-            callbacks.insert(0, PlateauCallback(schedule))
+        callbacks: list[Any] = [*schedule.training_callbacks(), tracker]
         if shuffle_seed is not None:
             build_metrics(model, dataset)
             keras.utils.set_random_seed(shuffle_seed)
@@ -420,8 +430,9 @@ class Objective:
         self.current_trials: list[optuna.Trial] = []  # the running pack's
         self._packer: Any = None  # a PackTrainer, built by the first pack
         # False for a model with its own train_step or compute_loss (found by check()): a
-        # packed model would bypass them, so its trials train one by one, unpacked
-        self.packable = True
+        # packed model would bypass them, so its trials train one by one, unpacked; and for a
+        # space of families with their own optimizer only (schedule_free)
+        self.packable = any(FAMILIES[f].packs for f in self.space.families)
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -451,7 +462,7 @@ class Objective:
                 f"model.type = {config.model.type!r}: building the model failed: "
                 f"{describe_error(exc, self.base_dir)}"
             ) from None
-        self.packable = all(
+        self.packable = self.packable and all(
             getattr(type(model), name) is getattr(keras.Model, name)
             for name in ("train_step", "compute_loss")
         )
@@ -559,7 +570,11 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float:
         point, seed = self.begin(trial)
-        result = train(
+        return self.finish(trial, self._train(point, seed, trial))
+
+    def _train(self, point: SchedulePoint, seed: int, trial: optuna.Trial) -> TrainResult:
+        """One trial's training, unpacked."""
+        return train(
             self.config,
             self.dataset,
             point,
@@ -567,7 +582,6 @@ class Objective:
             report=self.reporter(trial),
             base_dir=self.base_dir,
         )
-        return self.finish(trial, result)
 
     def pack_size(self, left: int) -> tuple[int, str | None]:
         """The pack size ``training.pack`` asks for, and a line saying how it was chosen (or
@@ -617,16 +631,21 @@ class Objective:
         from lrsearch.packing import PackEntry, PackTrainer
 
         shuffle_seed: list[int] = []
+        alone: list[tuple[optuna.Trial, SchedulePoint, int]] = []
 
         def next_entry() -> PackEntry | None:
-            trial = ask()
-            if trial is None:
-                return None
-            self.current_trials.append(trial)
-            point, seed = self.begin(trial)
-            shuffle_seed[:] = shuffle_seed or [seed]
-            TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
-            return PackEntry(point, seed, self.reporter(trial), key=trial)
+            while True:
+                trial = ask()
+                if trial is None:
+                    return None
+                self.current_trials.append(trial)
+                point, seed = self.begin(trial)
+                if not FAMILIES[point.family].packs:  # its own optimizer
+                    alone.append((trial, point, seed))
+                    continue
+                shuffle_seed[:] = shuffle_seed or [seed]
+                TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
+                return PackEntry(point, seed, self.reporter(trial), key=trial)
 
         def on_result(entry: PackEntry, result: TrainResult) -> None:
             trial = entry.key
@@ -641,17 +660,35 @@ class Objective:
 
         self.current_trials = []
         try:
+            trained = 0
             first = next_entry()
-            if first is None:
-                return 0
-            if self._packer is None or self._packer.size != size:
-                self._packer = PackTrainer(self.config, self.dataset, size, base_dir=self.base_dir)
-            entries = iter([first])
-            return self._packer.run(
-                lambda: next(entries, None) or next_entry(),
-                on_result,
-                shuffle_seed=shuffle_seed[0],
-            )
+            if first is not None:
+                if self._packer is None or self._packer.size != size:
+                    self._packer = PackTrainer(
+                        self.config, self.dataset, size, base_dir=self.base_dir
+                    )
+                entries = iter([first])
+                trained = self._packer.run(
+                    lambda: next(entries, None) or next_entry(),
+                    on_result,
+                    shuffle_seed=shuffle_seed[0],
+                )
+            # trials of a family with its own optimizer (schedule_free) were asked while the
+            # pack ran and wait for it: each trains alone now, as an unpacked trial
+            for trial, point, seed in alone:
+                outcome: float | BaseException
+                try:
+                    outcome = self.finish(trial, self._train(point, seed, trial))
+                except optuna.TrialPruned as exc:
+                    outcome = exc
+                except Exception as exc:  # noqa: BLE001 - recorded on its trial alone
+                    text = describe_trial_error(exc, self.base_dir)
+                    TrialRecord(error=text).write(trial)
+                    outcome = RuntimeError(text)
+                self.current_trials.remove(trial)
+                tell(trial, outcome)
+                trained += 1
+            return trained
         except KeyboardInterrupt:
             for trial in self.current_trials:
                 TrialRecord(interrupted=True).write(trial)

@@ -57,6 +57,7 @@ import numpy as np
 from lrsearch._imports import import_keras
 from lrsearch.divergence import DivergenceWatch
 from lrsearch.exceptions import ConfigError
+from lrsearch.schedules import FAMILIES
 
 if TYPE_CHECKING:
     from lrsearch.config import StudyConfig
@@ -858,6 +859,8 @@ class PackTrainer:
             raise ValueError(
                 f"Every point of a pack must span the study's {self.total_steps} steps"
             )
+        if not FAMILIES[entry.point.family].packs:  # the caller trains it alone; never wrong
+            raise ValueError(f"{entry.point.family} trains with its own optimizer, not in a pack")
         if self.stacked:
             _set_slot(self.model, fresh, k)
         else:

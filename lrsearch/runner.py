@@ -27,7 +27,7 @@ from lrsearch._imports import check_backend, import_keras, select_backend
 from lrsearch._optuna import quiet_logs
 from lrsearch.config import StudyConfig, parse_study_config
 from lrsearch.exceptions import Interrupted, LRSearchError
-from lrsearch.objective import Objective, describe_error
+from lrsearch.objective import Objective, describe_trial_error
 from lrsearch.records import TrialRecord, family_of
 from lrsearch.storage import mask_url, resolve_storage_url
 from lrsearch.study import BestTrial, RunSummary, StudyHandle, make_sampler
@@ -386,10 +386,7 @@ class Runner:
                     study.tell(trial, state=TrialState.FAIL)
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded on every running trial
-                cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
-                text = describe_error(
-                    cause if isinstance(cause, Exception) else exc, self.objective.base_dir
-                )
+                text = describe_trial_error(exc, self.objective.base_dir)
                 running, self.objective.current_trials = self.objective.current_trials, []
                 for trial in running:
                     TrialRecord(error=text).write(trial)
@@ -461,11 +458,7 @@ def _guarded(objective: Objective) -> Callable[[optuna.Trial], float]:
         except (optuna.TrialPruned, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on the trial and printed
-            # lrsearch's one-line wrapper of the user's error: the user's error says more.
-            cause = exc.__cause__ if isinstance(exc, LRSearchError) else None
-            text = describe_error(
-                cause if isinstance(cause, Exception) else exc, objective.base_dir
-            )
+            text = describe_trial_error(exc, objective.base_dir)
             TrialRecord(error=text).write(trial)
             raise TrialError(text) from exc
 

@@ -118,7 +118,8 @@ def test_backend_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:
 # under the default backend only, as step-by-step eager evaluation is slow on JAX.
 JAX_SELECTION = (
     "reference_points or matches_keras or (pytorch_port and not random) "
-    "or matches_pytorch_reference or formula or round_trip or get_config or cycled_momentum"
+    "or matches_pytorch_reference or formula or round_trip or get_config or cycled_momentum "
+    "or schedule_free"
 )
 
 

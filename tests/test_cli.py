@@ -50,6 +50,10 @@ def test_schedules_lists_every_family_and_param(runner: CliRunner) -> None:
         for param in family.params:
             assert param.name in result.output
     assert "total_steps - warmup_steps" in result.output  # derived defaults are explained
+    own = result.output.split("schedule_free", 1)[1]
+    assert "trains with keras.optimizers.ScheduleFreeAdamW" in own
+    assert "not by default" in own
+    assert result.output.count("not by default") == 1
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

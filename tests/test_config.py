@@ -30,7 +30,7 @@ from lrsearch.config import (
     parse_study_config,
 )
 from lrsearch.exceptions import ConfigError
-from lrsearch.schedules import FAMILIES
+from lrsearch.schedules import DEFAULT_FAMILIES, FAMILIES
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 STUDY_FILES = sorted(STUDIES.glob("*.toml"))
@@ -79,7 +79,7 @@ def test_shipped_files_content() -> None:
     assert digits.study.sampler == SamplerConfig(name="tpe")  # given as a plain string
     assert digits.study.pruner.name == "median"
     assert digits.study.pruner.n_startup_trials == 6
-    assert digits.space.families == list(FAMILIES)  # every family by default
+    assert digits.space.families == list(DEFAULT_FAMILIES)  # every schedule family by default
     assert digits.space.learning_rate == [1e-4, 3e-2]
     assert digits.model.params == {"hidden": [64, 32], "dropout": 0.1}
 
@@ -119,7 +119,8 @@ def test_defaults() -> None:
     assert cfg.study.pruner == PrunerConfig()
     assert cfg.data.validation_split == 0.2
     assert cfg.training.epochs == 10
-    assert cfg.space.families == list(FAMILIES)
+    assert cfg.space.families == list(DEFAULT_FAMILIES)
+    assert set(FAMILIES) - set(DEFAULT_FAMILIES) == {"schedule_free"}  # an opt-in baseline
     assert cfg.space.learning_rate is None
     assert cfg.baseline == []
 
@@ -600,6 +601,25 @@ ERRORS: list[tuple[str, Callable[[Path], Path], str, tuple[str, ...]]] = [
         _text(HEADER + "[model]\ntype = 'python:build'\n"),
         "model.type",
         ("python:module:function",),
+    ),
+    (
+        "schedule-free-with-sgd",
+        _text(
+            HEADER
+            + "[training]\noptimizer = 'sgd'\n[space]\nfamilies = ['cosine', 'schedule_free']\n"
+        ),
+        "space.families",
+        ("schedule_free", "ScheduleFreeAdamW", "training.optimizer = 'adam' or 'adamw'", "'sgd'"),
+    ),
+    (
+        "schedule-free-baseline-with-sgd",
+        _text(
+            HEADER
+            + "[training]\noptimizer = 'sgd'\n[space]\nfamilies = ['schedule_free']\n"
+            + "[[baseline]]\nfamily = 'schedule_free'\nlearning_rate = 0.01\n"
+        ),
+        "space.families",
+        ("schedule_free", "training.optimizer"),
     ),
     (
         "baseline-negative-lr",

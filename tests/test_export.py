@@ -23,6 +23,7 @@ EXTRA: dict[str, dict[str, Any]] = {
     "cosine_restarts": {"first_decay_steps": 30, "t_mul": 1.5, "m_mul": 0.8, "alpha": 0.05},
     "cosine": {"alpha": 0.1},
     "polynomial": {"power": 2.0, "end_learning_rate": 0.001},
+    "schedule_free": {"warmup_steps": 10, "beta_1": 0.95},
 }
 KERAS_BUILTIN = {
     "cosine": "CosineDecay",
@@ -94,6 +95,13 @@ def test_python_snippet_runs_and_matches(rec: dict[str, Any]) -> None:
         optimizer = namespace["optimizer"]
         assert type(optimizer).__name__ == "CyclingSGD"
         assert optimizer.momentum == rec["params"]["max_momentum"]
+    elif rec["family"] == "schedule_free":  # its own optimizer, evaluated on its average
+        optimizer = namespace["optimizer"]
+        assert type(optimizer).__name__ == "ScheduleFreeAdamW"
+        assert optimizer.beta_1 == rec["params"]["beta_1"]
+        assert optimizer.learning_rate is not None
+        assert "callbacks=[ScheduleFreeEvaluation()]" in snippet
+        assert namespace["ScheduleFreeEvaluation"].__name__ == "ScheduleFreeEvaluation"
     else:
         assert "optimizer" not in namespace
 

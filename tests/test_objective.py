@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 from lrsearch._imports import import_keras
 from lrsearch.config import MAX_LEARNING_RATE, StudyConfig, parse_study_config
 from lrsearch.divergence import DivergenceWatch
-from lrsearch.objective import load_data, make_budget, train
+from lrsearch.exceptions import ConfigError
+from lrsearch.objective import load_data, make_budget, make_optimizer, train
 from lrsearch.records import TrialRecord
 from lrsearch.runner import run_study
 from lrsearch.schedules import FAMILIES, build_schedule
@@ -65,7 +66,9 @@ def sqlite_url(path: Path) -> str:
 # --- train() for every family --------------------------------------------------------------------
 
 # Plateau's patience is fixed high so no cut can happen: its lr is then the schedule's own.
-FAMILY_CONFIG = tiny_config("families", space={"plateau": {"patience": 50}})
+FAMILY_CONFIG = tiny_config(
+    "families", space={"families": list(FAMILIES), "plateau": {"patience": 50}}
+)
 
 
 def _sampled_point(family: str) -> SchedulePoint:
@@ -100,6 +103,43 @@ def test_train_every_family_records_history_and_schedule_lr(family: str) -> None
     schedule = point.build()
     expected = [float(schedule(e * steps_per_epoch)) for e in range(EPOCHS)]
     np.testing.assert_allclose(history["lr"], expected, rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize(("optimizer", "weight_decay"), [("adam", None), ("adamw", 0.01)])
+def test_schedule_free_trains_with_its_optimizer_and_validates_on_the_average(
+    optimizer: str, weight_decay: float | None
+) -> None:
+    """A schedule_free trial trains with keras.optimizers.ScheduleFreeAdamW (its beta_1, the
+    study's weight decay under adamw, none under adam); its logged val_loss is the loss of
+    the averaged weights, which the trained model holds."""
+    config = tiny_config(
+        "sf",
+        training={"optimizer": optimizer, "weight_decay": 0.01},
+        space={"families": ["schedule_free"], "schedule_free": {"beta_1": 0.93}},
+    )
+    space, _ = space_of(config)
+    point = space.suggest(optuna.create_study().ask())
+    dataset = load_data(config)
+
+    result = train(config, dataset, point, seed=0, keep_model=True)
+
+    assert result.outcome == "complete"
+    model = result.extra["model"]
+    assert type(model.optimizer) is keras.optimizers.ScheduleFreeAdamW
+    assert model.optimizer.beta_1 == 0.93
+    assert model.optimizer.weight_decay == weight_decay
+    loss = model.evaluate(dataset.x_val, dataset.y_val, verbose=0, return_dict=True)["loss"]
+    assert loss == pytest.approx(result.history["val_loss"][-1], rel=1e-5)
+
+
+def test_schedule_free_refuses_sgd() -> None:
+    config = tiny_config("sf-sgd", space={"families": ["schedule_free"]})
+    sgd = config.model_copy(
+        update={"training": config.training.model_copy(update={"optimizer": "sgd"})}
+    )
+    schedule = build_schedule("schedule_free", total_steps=10)
+    with pytest.raises(ConfigError, match="training.optimizer = 'adam' or 'adamw'"):
+        make_optimizer(sgd, schedule)
 
 
 def test_plateau_cuts_show_in_the_history() -> None:

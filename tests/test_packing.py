@@ -96,7 +96,8 @@ def test_every_family_trains_as_its_unpacked_trial(
     dataset = load_data(config)
     # every family on both MLP paths; the CNN (side by side, as the MLP's second case) with a
     # few, to keep the suite short
-    families = list(FAMILIES) if model is MLP else ["plateau", "cyclic", "onecycle", "wsd"]
+    packed_families = [name for name, family in FAMILIES.items() if family.packs]
+    families = packed_families if model is MLP else ["plateau", "cyclic", "onecycle", "wsd"]
     points = _points(config, families)
     trainer = PackTrainer(config, dataset, len(points), stacked=stacked)
     seeds = [SEEDS_FROM + k for k in range(len(points))]
@@ -623,3 +624,64 @@ def test_a_pack_tabulates_momentum_only_when_a_trial_may_cycle_it() -> None:
     trainer = PackTrainer(cycling, dataset, 2)
     assert trainer.momentum_table is not None
     assert type(trainer.optimizer).__mro__[1].__name__ == "CyclingSGD"
+
+
+def test_a_schedule_free_trial_trains_alone_beside_the_pack(tmp_path: Path) -> None:
+    """``schedule_free`` trains with its own optimizer: in a packed study its trials wait for
+    the pack's run and then train alone (unpacked, no ``pack_size``), recorded like any trial;
+    a space of such families only trains one by one. Retraining one gives its history."""
+    from lrsearch.records import TrialRecord
+    from lrsearch.retrain import retrain
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    study_file = tiny_study_file(tmp_path, "mixed", '["cosine", "schedule_free"]')
+    with study_file.open("a", encoding="utf-8") as f:  # the first trials: one of each
+        f.write(
+            "\n[[baseline]]\nfamily = 'schedule_free'\nlearning_rate = 0.01\n"
+            "\n[[baseline]]\nfamily = 'cosine'\nlearning_rate = 0.01\n"
+        )
+    run = _start(tmp_path, study_file, "--pack", "2", "--n-trials", "4", "--storage", url)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert "done: 4/4 finished" in run.stdout
+    trials = optuna.load_study(study_name="mixed", storage=url).trials
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    alone = [t for t in trials if t.params["family"] == "schedule_free"]
+    packed = [t for t in trials if t.params["family"] == "cosine"]
+    assert alone and packed and alone[0].number == 0
+    assert {TrialRecord.of(t).pack_size for t in packed} == {2}
+    for trial in alone:
+        record = TrialRecord.of(trial)
+        assert record.pack_size is None and record.shuffle_seed is None
+        assert 0.9 <= (record.schedule or {})["params"]["beta_1"] <= 0.98
+        assert sorted(trial.intermediate_values) == [1, 2]
+    again = retrain("mixed", tmp_path / "sf.keras", storage_url=url, trial=alone[0].number)
+    stored = TrialRecord.of(alone[0]).history or {}
+    for key in METRICS:
+        np.testing.assert_allclose(again.history[key], stored[key], rtol=1e-5, err_msg=key)
+
+    only_file = tiny_study_file(tmp_path, "only-sf", '["schedule_free"]', n_trials=2)
+    only = _start(tmp_path, only_file, "--pack", "2", "--storage", url)
+    assert only.returncode == 0, only.stderr[-2000:]
+    only_trials = optuna.load_study(study_name="only-sf", storage=url).trials
+    assert [t.state.name for t in only_trials] == ["COMPLETE", "COMPLETE"]
+    assert all(TrialRecord.of(t).pack_size is None for t in only_trials)
+
+
+def test_a_pack_refuses_a_family_with_its_own_optimizer_and_trains_on_after_one() -> None:
+    """A pack never trains schedule_free (it would train with the pack's optimizer); the
+    compiled pack trains exactly as before after an unpacked schedule_free training."""
+    config = _config(MLP, "adam")
+    config = config.model_copy(
+        update={"space": config.space.model_copy(update={"families": ["cosine", "schedule_free"]})}
+    )
+    dataset = load_data(config)
+    cosine, schedule_free = _points(config, ["cosine", "schedule_free"])
+    trainer = PackTrainer(config, dataset, 1)
+    with pytest.raises(ValueError, match="own optimizer"):
+        trainer.train([schedule_free], seeds=[1], shuffle_seed=SHUFFLE)
+    (before,) = trainer.train([cosine], seeds=[1], shuffle_seed=SHUFFLE)
+    alone = train(config, dataset, schedule_free, seed=2)
+    assert alone.outcome == "complete"
+    (after,) = trainer.train([cosine], seeds=[1], shuffle_seed=SHUFFLE)
+    _assert_same(after, before, 1e-6)

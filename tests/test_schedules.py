@@ -78,6 +78,7 @@ def valid_params(family: str, total_steps: int) -> dict[str, Any]:
     t = total_steps
     return {
         "constant": {"learning_rate": 0.05},
+        "schedule_free": {"learning_rate": 0.01, "warmup_steps": t // 10, "beta_1": 0.95},
         "cosine": {
             "learning_rate": 0.1,
             "alpha": 0.1,
@@ -1152,6 +1153,8 @@ def budget_and_params(draw: st.DrawFn, family: str) -> tuple[int, dict[str, Any]
             "mode": draw(st.sampled_from(["triangular", "triangular2", "exp_range"])),
             "gamma": draw(st.floats(0.9, 1.0)),
         }
+    elif family == "schedule_free":
+        params = {"warmup_steps": w, "beta_1": draw(st.floats(0.5, 0.99))}
     else:
         raise AssertionError(f"add a strategy for the new family {family!r}")
     return t, {"learning_rate": eta, **params}
@@ -1286,6 +1289,8 @@ def _restart_cycle(t: int, p: dict[str, Any]) -> tuple[int, Any]:
 def horizon_formula(family: str, total_steps: int, p: dict[str, Any], t: int) -> float:
     """lr(t) of SCHEDULES.md for resolved params ``p``, float64 with an exact integer step."""
     eta, w = p["learning_rate"], p.get("warmup_steps", 0)
+    if family == "schedule_free":  # Keras's ScheduleFreeAdamW warmup: (t + 1) / W
+        return float(eta * min(Fraction(t + 1, w), Fraction(1))) if w else eta
     if t < w:
         eta0 = p["warmup_start_factor"] * eta
         return float(eta0 + (eta - eta0) * Fraction(t, w))
@@ -1378,6 +1383,9 @@ def _horizon_cases() -> dict[str, dict[str, tuple[dict[str, Any], list[int]]]]:
     onecycle_short = 1 - 7.5 / t  # the last phase lasts ~7.5 steps, at the very end
     return {
         "constant": {"": ({"learning_rate": 0.05}, [t // 2])},
+        "schedule_free": {
+            "warmup": ({"learning_rate": 0.01, "warmup_steps": _W, "beta_1": 0.9}, [_W, t // 2])
+        },
         "cosine": {
             "warmup": (
                 {
@@ -1567,6 +1575,7 @@ TRAIN_STEP_CASES = {
     "polynomial": "sqrt-to-zero",
     "wsd": "sqrt",
     "cyclic": "short-cycles",
+    "schedule_free": "warmup",
 }
 
 
@@ -1696,3 +1705,122 @@ def test_a_cycling_optimizer_round_trips_a_keras_file(tmp_path: Path) -> None:
     again = loaded.optimizer._learning_rate
     assert again.get_config() == schedule.get_config()
     assert float(again.momentum(39)) == pytest.approx(0.97)
+
+
+# --- schedule_free: Keras's ScheduleFreeAdamW, evaluated on its averaged weights ----------------
+
+SF_X = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+SF_XV = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32)
+SF_W = np.array([[1.0], [2.0], [-1.0]], np.float32)
+SF_Y, SF_YV = SF_X @ SF_W + 0.5, SF_XV @ SF_W + 0.5
+SF_PARAMS = {"learning_rate": 0.05, "warmup_steps": 5, "beta_1": 0.95}  # 4 steps per epoch
+
+
+def _sf_model(optimizer: Any) -> Any:
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def _sf_fit(model: Any, epochs: int, callbacks: list[Any], validation: bool = True) -> Any:
+    return model.fit(
+        SF_X,
+        SF_Y,
+        batch_size=16,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        validation_data=(SF_XV, SF_YV) if validation else None,
+        callbacks=callbacks,
+    )
+
+
+def _sf_weights(model: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(y, x) of a model trained by ScheduleFreeAdamW, x computed by hand from y and z."""
+    optimizer, beta_1 = model.optimizer, float(model.optimizer.beta_1)
+    ys, xs = [], []
+    for v in model.trainable_variables:
+        y = np.asarray(keras.ops.convert_to_numpy(v), np.float64)
+        z = keras.ops.convert_to_numpy(optimizer._momentums[optimizer._get_variable_index(v)])
+        ys.append(y)
+        xs.append((y - (1 - beta_1) * np.asarray(z, np.float64)) / beta_1)
+    return ys, xs
+
+
+def _sf_val_loss(weights: list[np.ndarray]) -> float:
+    kernel, bias = weights
+    return float(np.mean((SF_XV @ kernel + bias - SF_YV) ** 2))
+
+
+def test_schedule_free_trains_as_keras_schedule_free_adamw_with_its_warmup() -> None:
+    """Our schedule + optimizer (validation swapping the averaged weights in and out at every
+    epoch) trains exactly as Keras's own ScheduleFreeAdamW(warmup_steps=W) without validation;
+    after fit the model holds the averaged weights x."""
+    from lrsearch.schedules import ScheduleFreeEvaluation
+
+    schedule = build_schedule("schedule_free", total_steps=12, **SF_PARAMS)
+    ours = _sf_model(schedule.optimizer())
+    _sf_fit(ours, 3, [ScheduleFreeEvaluation()])
+    keras_own = keras.optimizers.ScheduleFreeAdamW(
+        learning_rate=SF_PARAMS["learning_rate"],
+        warmup_steps=SF_PARAMS["warmup_steps"],
+        beta_1=SF_PARAMS["beta_1"],
+    )
+    theirs = _sf_model(keras_own)
+    _sf_fit(theirs, 3, [], validation=False)
+    _, their_x = _sf_weights(theirs)
+    for mine, expected in zip(ours.get_weights(), their_x, strict=True):
+        np.testing.assert_allclose(mine, expected, rtol=1e-6, atol=1e-7)
+    assert type(ours.optimizer) is keras.optimizers.ScheduleFreeAdamW
+    assert ours.optimizer.beta_1 == SF_PARAMS["beta_1"]
+
+
+def test_schedule_free_validation_metric_is_computed_on_the_averaged_weights() -> None:
+    """At every epoch end, the logged val_loss is the loss of x = (y - (1 - beta_1) z) / beta_1,
+    not of the training weights y (which the model holds again when the epoch ends)."""
+    from lrsearch.schedules import ScheduleFreeEvaluation
+
+    seen: list[tuple[float, float, float]] = []
+
+    class Check(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            y, x = _sf_weights(self.model)
+            seen.append((float((logs or {})["val_loss"]), _sf_val_loss(x), _sf_val_loss(y)))
+
+    schedule = build_schedule("schedule_free", total_steps=12, **SF_PARAMS)
+    _sf_fit(_sf_model(schedule.optimizer()), 3, [ScheduleFreeEvaluation(), Check()])
+    assert len(seen) == 3
+    for logged, on_x, on_y in seen:
+        assert logged == pytest.approx(on_x, rel=1e-5)
+        assert abs(logged - on_y) > 1e-3 * on_y  # the averaged weights are what it saw
+
+
+def test_schedule_free_evaluation_after_fit_and_a_second_fit() -> None:
+    """``evaluate`` after fit sees x; a second fit goes on from y: 3 + 1 epochs train exactly
+    as 4."""
+    from lrsearch.schedules import ScheduleFreeEvaluation
+
+    schedule = build_schedule("schedule_free", total_steps=16, **SF_PARAMS)
+    callback = ScheduleFreeEvaluation()
+    model = _sf_model(schedule.optimizer())
+    history = _sf_fit(model, 3, [callback])
+    after = model.evaluate(SF_XV, SF_YV, verbose=0, callbacks=[callback])
+    assert after == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
+    _sf_fit(model, 1, [callback])
+    once = _sf_model(build_schedule("schedule_free", total_steps=16, **SF_PARAMS).optimizer())
+    _sf_fit(once, 4, [ScheduleFreeEvaluation()])
+    for a, b in zip(model.get_weights(), once.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_schedule_free_optimizer_round_trips_a_keras_file(tmp_path: Path) -> None:
+    schedule = build_schedule("schedule_free", total_steps=12, **SF_PARAMS)
+    model = _sf_model(schedule.optimizer(weight_decay=1e-3))
+    _sf_fit(model, 1, [])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(loaded.optimizer) is keras.optimizers.ScheduleFreeAdamW
+    assert loaded.optimizer.beta_1 == SF_PARAMS["beta_1"]
+    assert loaded.optimizer.weight_decay == pytest.approx(1e-3)
+    assert loaded.optimizer._learning_rate.get_config() == schedule.get_config()

@@ -126,7 +126,14 @@ WARMUP_FAMILIES = [n for n, f in FAMILIES.items() if "warmup_epochs" in {p.name 
 
 
 def test_warmup_families() -> None:
-    assert set(WARMUP_FAMILIES) == {"cosine", "warmup_decay", "plateau", "polynomial", "wsd"}
+    assert set(WARMUP_FAMILIES) == {
+        "cosine",
+        "warmup_decay",
+        "plateau",
+        "polynomial",
+        "wsd",
+        "schedule_free",
+    }
 
 
 @pytest.mark.parametrize("family", WARMUP_FAMILIES)

@@ -20,6 +20,7 @@ from typing import Any
 
 from lrsearch.schedules._registration import register_when_keras_is_imported
 from lrsearch.schedules._registry import (
+    DEFAULT_FAMILIES,
     FAMILIES,
     REQUIRED,
     Derived,
@@ -31,6 +32,7 @@ from lrsearch.schedules._registry import (
 )
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
     "REQUIRED",
     "Derived",
@@ -43,6 +45,7 @@ __all__ = [
     "CyclingAdamW",
     "CyclingSGD",
     "MomentumCycling",
+    "ScheduleFreeEvaluation",
     "build_schedule",
     "momentum_cycling",
     "get_family",
@@ -79,6 +82,7 @@ _LAZY = {
             "CyclingAdamW",
             "CyclingSGD",
             "MomentumCycling",
+            "ScheduleFreeEvaluation",
             "momentum_cycling",
         )
     },

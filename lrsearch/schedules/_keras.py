@@ -45,6 +45,8 @@ __all__ = [
     "OneCycleSchedule",
     "PlateauSchedule",
     "PolynomialSchedule",
+    "ScheduleFreeEvaluation",
+    "ScheduleFreeSchedule",
     "WSDSchedule",
     "WarmupDecaySchedule",
 ]
@@ -136,6 +138,10 @@ class LRSearchSchedule(keras.optimizers.schedules.LearningRateSchedule):  # type
 
     def value(self, t: Any) -> Any:
         raise NotImplementedError
+
+    def training_callbacks(self) -> list[Any]:
+        """The Keras callbacks a ``fit`` with this schedule needs (none for most families)."""
+        return []
 
     def steps(self, step: Any) -> Any:
         """``step`` (a number, an array, a tensor or the optimizer's ``iterations``) as the tensor
@@ -552,6 +558,11 @@ class PlateauSchedule(LRSearchSchedule):
     def value(self, t: Any) -> Any:
         return self._warmup(t, ops.full_like(t, self._config["learning_rate"], dtype=_DTYPE))
 
+    def training_callbacks(self) -> list[Any]:
+        from lrsearch.schedules._plateau import PlateauCallback
+
+        return [PlateauCallback(self)]
+
 
 @keras.saving.register_keras_serializable("lrsearch")
 class PolynomialSchedule(LRSearchSchedule):
@@ -699,6 +710,106 @@ class CyclicSchedule(LRSearchSchedule):
 
     def momentum_value(self, t: Any) -> Any:
         return self._between(t, self._config["max_momentum"], self._config["base_momentum"])
+
+
+@keras.saving.register_keras_serializable("lrsearch")
+class ScheduleFreeSchedule(LRSearchSchedule):
+    """Schedule-Free AdamW's learning rate: ``η * min((t + 1) / W, 1)``, η without warmup.
+
+    It is the rate ``keras.optimizers.ScheduleFreeAdamW(learning_rate=η, warmup_steps=W)`` applies
+    at optimizer step ``t`` (the same float32 arithmetic), given to that optimizer as a schedule
+    with ``warmup_steps=0`` so that lrsearch records and draws it like any family's. The
+    optimizer averages its iterates instead of annealing; train with :meth:`optimizer` and
+    evaluate with :class:`ScheduleFreeEvaluation` (:meth:`training_callbacks`).
+
+    Example:
+        >>> schedule = ScheduleFreeSchedule(learning_rate=0.01, warmup_steps=4)
+        >>> [round(float(schedule(t)), 6) for t in (0, 3, 100)]
+        [0.0025, 0.01, 0.01]
+    """
+
+    family = "schedule_free"
+
+    def __init__(
+        self, *, learning_rate: float = 0.0025, warmup_steps: int = 0, beta_1: float = 0.9
+    ) -> None:
+        super().__init__(learning_rate=learning_rate, warmup_steps=warmup_steps, beta_1=beta_1)
+
+    def value(self, t: Any) -> Any:
+        eta, warmup = self._config["learning_rate"], self._config["warmup_steps"]
+        flat = ops.full_like(t, eta, dtype=_DTYPE)
+        if warmup == 0:
+            return flat
+        rising = _as_float(ops.minimum(t, warmup) + 1) / float(warmup)
+        return ops.where(t < warmup, eta * rising, flat)
+
+    def optimizer(self, weight_decay: float | None = None) -> Any:
+        """``keras.optimizers.ScheduleFreeAdamW`` driven by this schedule, with its ``beta_1``
+        (``weight_decay`` None: Schedule-Free Adam)."""
+        return keras.optimizers.ScheduleFreeAdamW(
+            learning_rate=self, beta_1=self._config["beta_1"], weight_decay=weight_decay
+        )
+
+    def training_callbacks(self) -> list[Any]:
+        return [ScheduleFreeEvaluation()]
+
+
+class ScheduleFreeEvaluation(keras.callbacks.Callback):  # type: ignore[name-defined]
+    """Evaluates a model trained by ``keras.optimizers.ScheduleFreeAdamW`` on its averaged weights.
+
+    Schedule-Free AdamW trains the model's weights at ``y`` and keeps its gradient iterate ``z``
+    (the optimizer's ``momentum`` variables); the weights its authors evaluate are the average
+    ``x = (y - (1 - beta_1) z) / beta_1`` (their ``optimizer.eval()``). Keras's optimizer has no
+    such switch, so this callback makes it: validation inside ``fit`` (and ``evaluate``) runs
+    on ``x``, training goes on from ``y`` exactly, and after ``fit`` the model holds ``x``, the
+    weights to use or save (a later ``fit`` with this callback swaps ``y`` back in first).
+
+    Example:
+        >>> schedule = ScheduleFreeSchedule(learning_rate=0.01)
+        >>> model.compile(optimizer=schedule.optimizer(), loss="mse")  # doctest: +SKIP
+        >>> model.fit(x, y, validation_data=(xv, yv),
+        ...           callbacks=[ScheduleFreeEvaluation()])  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._training_weights: list[Any] | None = None  # y, while x is in the model
+        self._fitting = False
+
+    def _average_in(self) -> None:
+        optimizer = self.model.optimizer
+        momentums = getattr(optimizer, "_momentums", None)
+        if self._training_weights is not None or not momentums:
+            return  # x already in, or no step taken yet (then x = y)
+        beta_1 = float(optimizer.beta_1)
+        variables = self.model.trainable_variables
+        kept = [ops.copy(v.value) for v in variables]
+        for v, y in zip(variables, kept, strict=True):
+            z = momentums[optimizer._get_variable_index(v)]
+            v.assign((y - (1.0 - beta_1) * z) / beta_1)
+        self._training_weights = kept
+
+    def _training_in(self) -> None:
+        if self._training_weights is None:
+            return
+        for v, y in zip(self.model.trainable_variables, self._training_weights, strict=True):
+            v.assign(y)
+        self._training_weights = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._fitting = True
+        self._training_in()
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._average_in()
+
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._fitting:
+            self._training_in()
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._fitting = False
+        self._average_in()
 
 
 # --- momentum cycling ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from lrsearch.exceptions import ScheduleError, did_you_mean
 
 __all__ = [
+    "DEFAULT_FAMILIES",
     "FAMILIES",
     "Budget",
     "SearchParam",
@@ -312,6 +313,12 @@ def _check_wsd(p: Mapping[str, Any]) -> None:
         )
 
 
+def _check_schedule_free(p: Mapping[str, Any]) -> None:
+    _positive(p, "learning_rate")
+    _non_negative(p, "warmup_steps")
+    _between(p, "beta_1", 0, 1, "()")  # the evaluation weights divide by beta_1
+
+
 def _check_cyclic(p: Mapping[str, Any]) -> None:
     _positive(p, "learning_rate")
     _between(p, "base_learning_rate", 0, p["learning_rate"], "[)")
@@ -338,6 +345,10 @@ class Family:
         needs_total_steps: Whether the constructor takes ``total_steps`` (set by the builder).
         search: The search-layer parameters (relative units) with their default ranges.
         adjust: Completes or clips absolute parameters derived from a search point.
+        optimizer: The Keras optimizer class the family trains with in place of the study's
+            (``""``: the study's); such a family needs an Adam-like study optimizer and trains
+            unpacked.
+        searched_by_default: Whether a study that lists no ``space.families`` searches it.
     """
 
     name: str
@@ -349,10 +360,18 @@ class Family:
     needs_total_steps: bool = False
     search: tuple[SearchParam, ...] = ()
     adjust: Callable[[dict[str, Any], Budget], None] | None = None
+    optimizer: str = ""
+    searched_by_default: bool = True
     _by_name: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
+
+    @property
+    def packs(self) -> bool:
+        """Whether its trials train in a pack (:mod:`lrsearch.packing`); a family with its own
+        optimizer trains alone."""
+        return not self.optimizer
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -806,8 +825,31 @@ FAMILIES: dict[str, Family] = {
             ),
             adjust=_fit_cyclic,
         ),
+        Family(
+            name="schedule_free",
+            summary="Schedule-Free AdamW: no schedule after its warmup (a baseline)",
+            reference="keras.optimizers.ScheduleFreeAdamW",
+            params=(
+                Param("learning_rate", "float", 0.0025, "learning rate η after the warmup"),
+                Param("warmup_steps", "int", 0, "linear warmup from η/W to η over W steps"),
+                Param("beta_1", "float", 0.9, "interpolation between the iterates (momentum)"),
+            ),
+            check=_check_schedule_free,
+            class_name="ScheduleFreeSchedule",
+            search=(
+                _warmup_epochs(),
+                SearchParam("beta_1", "float", "beta_1", "", 0.9, 0.98),
+            ),
+            optimizer="ScheduleFreeAdamW",
+            searched_by_default=False,
+        ),
     )
 }
+
+
+DEFAULT_FAMILIES: tuple[str, ...] = tuple(n for n, f in FAMILIES.items() if f.searched_by_default)
+"""What a study that lists no ``space.families`` searches: every family but the opt-in
+baselines (``schedule_free`` needs an Adam-like optimizer and trains unpacked)."""
 
 
 def get_family(name: str) -> Family:
