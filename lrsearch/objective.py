@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Objective",
     "TrainResult",
+    "Waiting",
     "load_data",
     "make_budget",
     "describe_trial_error",
@@ -391,6 +392,16 @@ def train(
     )
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A trial asked for a pack whose family trains with its own optimizer (``schedule_free``),
+    its schedule and seed recorded, waiting to train alone."""
+
+    trial: optuna.Trial
+    point: SchedulePoint
+    seed: int
+
+
 class Objective:
     """The Optuna objective of a study: one call = one training.
 
@@ -427,12 +438,20 @@ class Objective:
         # diverged) while the trial can still take attributes: artifact uploads hook in here.
         self.on_trial_end = on_trial_end
         self.current_trial: optuna.Trial | None = None
-        self.current_trials: list[optuna.Trial] = []  # the running pack's
+        self.current_trials: list[optuna.Trial] = []  # the running pack's (and waiting ones)
+        # asked while a pack ran but of a family with its own optimizer: each trains alone
+        # (train_alone) once the pack's run has ended
+        self.waiting: list[Waiting] = []
         self._packer: Any = None  # a PackTrainer, built by the first pack
         # False for a model with its own train_step or compute_loss (found by check()): a
-        # packed model would bypass them, so its trials train one by one, unpacked; and for a
-        # space of families with their own optimizer only (schedule_free)
-        self.packable = any(FAMILIES[f].packs for f in self.space.families)
+        # packed model would bypass them, so its trials train one by one, unpacked
+        self.model_packs = True
+
+    @property
+    def packable(self) -> bool:
+        """Whether this study's trials train in packs: its model packs and a family of its
+        space does (a space of ``schedule_free`` alone trains one by one)."""
+        return self.model_packs and any(FAMILIES[f].packs for f in self.space.families)
 
     def check(self) -> None:
         """Builds and compiles the study's model once and evaluates it on two samples.
@@ -462,7 +481,7 @@ class Objective:
                 f"model.type = {config.model.type!r}: building the model failed: "
                 f"{describe_error(exc, self.base_dir)}"
             ) from None
-        self.packable = self.packable and all(
+        self.model_packs = all(
             getattr(type(model), name) is getattr(keras.Model, name)
             for name in ("train_step", "compute_loss")
         )
@@ -583,6 +602,33 @@ class Objective:
             base_dir=self.base_dir,
         )
 
+    def train_alone(self, waiting: Waiting) -> float | BaseException:
+        """Trains a trial that :meth:`run_packed` left :attr:`waiting` (a family with its own
+        optimizer), unpacked; returns its value, or the ``optuna.TrialPruned`` or error (recorded
+        on it) that ended it.
+
+        Raises:
+            KeyboardInterrupt: after marking it interrupted.
+        """
+        import optuna
+
+        trial = waiting.trial
+        self.waiting.remove(waiting)
+        outcome: float | BaseException
+        try:
+            outcome = self.finish(trial, self._train(waiting.point, waiting.seed, trial))
+        except optuna.TrialPruned as exc:
+            outcome = exc
+        except KeyboardInterrupt:  # it stays in current_trials, for the caller's requeue
+            TrialRecord(interrupted=True).write(trial)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on its trial alone
+            text = describe_trial_error(exc, self.base_dir)
+            TrialRecord(error=text).write(trial)
+            outcome = RuntimeError(text)
+        self.current_trials.remove(trial)
+        return outcome
+
     def pack_size(self, left: int) -> tuple[int, str | None]:
         """The pack size ``training.pack`` asks for, and a line saying how it was chosen (or
         None), for a worker with ``left`` trials of budget to run: a size K, at most ``left``;
@@ -591,8 +637,12 @@ class Objective:
         a ``python:`` model. A model that cannot pack trains one by one."""
         pack = self.config.training.pack
         if not self.packable:
-            said = None if pack in (1, "auto") else f"pack {pack}: this model trains unpacked"
-            return 1, said and said + " (it has its own train_step or compute_loss)"
+            why = (
+                "this model trains unpacked (it has its own train_step or compute_loss)"
+                if not self.model_packs
+                else f"{', '.join(self.space.families)} train(s) alone, with its own optimizer"
+            )
+            return 1, None if pack in (1, "auto") else f"pack {pack}: {why}"
         if pack != "auto":
             return max(min(int(pack), left), 1), None
         if self.config.model.type.startswith("python:"):
@@ -621,7 +671,9 @@ class Objective:
         first call and reused by the next ones. The batch order is
         seeded by the first trial's seed; ``pack_size``, ``shuffle_seed`` and
         ``shuffle_epoch`` are recorded on every trial. :attr:`current_trials` holds the
-        running ones.
+        running ones. A trial of a family with its own optimizer (``schedule_free``) is left
+        in :attr:`waiting` and ends the pack's refills: the run drains, and the caller trains
+        it alone (:meth:`train_alone`).
 
         Raises:
             KeyboardInterrupt: after marking every running trial interrupted.
@@ -631,21 +683,19 @@ class Objective:
         from lrsearch.packing import PackEntry, PackTrainer
 
         shuffle_seed: list[int] = []
-        alone: list[tuple[optuna.Trial, SchedulePoint, int]] = []
 
         def next_entry() -> PackEntry | None:
-            while True:
-                trial = ask()
-                if trial is None:
-                    return None
-                self.current_trials.append(trial)
-                point, seed = self.begin(trial)
-                if not FAMILIES[point.family].packs:  # its own optimizer
-                    alone.append((trial, point, seed))
-                    continue
-                shuffle_seed[:] = shuffle_seed or [seed]
-                TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
-                return PackEntry(point, seed, self.reporter(trial), key=trial)
+            trial = ask()
+            if trial is None:
+                return None
+            self.current_trials.append(trial)
+            point, seed = self.begin(trial)
+            if not FAMILIES[point.family].packs:  # its own optimizer: it trains alone
+                self.waiting.append(Waiting(trial, point, seed))
+                return None  # the pack takes no more trials this run: it does not wait long
+            shuffle_seed[:] = shuffle_seed or [seed]
+            TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
+            return PackEntry(point, seed, self.reporter(trial), key=trial)
 
         def on_result(entry: PackEntry, result: TrainResult) -> None:
             trial = entry.key
@@ -659,36 +709,19 @@ class Objective:
             tell(trial, outcome)
 
         self.current_trials = []
+        self.waiting = []
         try:
-            trained = 0
             first = next_entry()
-            if first is not None:
-                if self._packer is None or self._packer.size != size:
-                    self._packer = PackTrainer(
-                        self.config, self.dataset, size, base_dir=self.base_dir
-                    )
-                entries = iter([first])
-                trained = self._packer.run(
-                    lambda: next(entries, None) or next_entry(),
-                    on_result,
-                    shuffle_seed=shuffle_seed[0],
-                )
-            # trials of a family with its own optimizer (schedule_free) were asked while the
-            # pack ran and wait for it: each trains alone now, as an unpacked trial
-            for trial, point, seed in alone:
-                outcome: float | BaseException
-                try:
-                    outcome = self.finish(trial, self._train(point, seed, trial))
-                except optuna.TrialPruned as exc:
-                    outcome = exc
-                except Exception as exc:  # noqa: BLE001 - recorded on its trial alone
-                    text = describe_trial_error(exc, self.base_dir)
-                    TrialRecord(error=text).write(trial)
-                    outcome = RuntimeError(text)
-                self.current_trials.remove(trial)
-                tell(trial, outcome)
-                trained += 1
-            return trained
+            if first is None:
+                return 0
+            if self._packer is None or self._packer.size != size:
+                self._packer = PackTrainer(self.config, self.dataset, size, base_dir=self.base_dir)
+            entries = iter([first])
+            return self._packer.run(
+                lambda: next(entries, None) or next_entry(),
+                on_result,
+                shuffle_seed=shuffle_seed[0],
+            )
         except KeyboardInterrupt:
             for trial in self.current_trials:
                 TrialRecord(interrupted=True).write(trial)

@@ -339,8 +339,11 @@ class Runner:
         """Trains trials in this worker's pack (:meth:`Objective.run_packed`) while the budget,
         the deadline, the failure limit and the memory limit allow: each trial is asked when a
         slot frees (never more than the budget leaves), keeps its heartbeat while it trains and
-        is told its outcome at the epoch end where it ended. An error fails the pack's running
-        trials (recorded on each); Ctrl-C leaves them to :meth:`run`'s requeue."""
+        is told its outcome at the epoch end where it ended. A trial of a family with its own
+        optimizer, asked meanwhile, trains alone once the pack has drained, if the deadline and
+        the limits still allow (else it is queued again, as after Ctrl-C). An error fails the
+        pack's running trials (recorded on each) and queues the waiting one again; Ctrl-C leaves
+        them all to :meth:`run`'s requeue."""
         import optuna
         from optuna.trial import TrialState
 
@@ -350,9 +353,7 @@ class Runner:
         stop = [False]
 
         def ask() -> optuna.Trial | None:
-            if stop[0] or self.failures.stop or self.memory.exceeded:
-                return None
-            if self.deadline is not None and time.monotonic() >= self.deadline:
+            if stop[0] or not self._may_start():
                 return None
             optuna.storages.fail_stale_trials(study)
             done, running = self.handle.progress()
@@ -380,6 +381,10 @@ class Runner:
         with Heartbeats(study) as beats:
             try:
                 self.objective.run_packed(ask, tell, size=self.pack or 1)
+                for waiting in list(self.objective.waiting):
+                    if not self._may_start():
+                        break
+                    tell(waiting.trial, self.objective.train_alone(waiting))
             except KeyboardInterrupt:
                 for trial in self.objective.current_trials:
                     beats.stop(trial)
@@ -387,10 +392,25 @@ class Runner:
                 raise
             except Exception as exc:  # noqa: BLE001 - recorded on every running trial
                 text = describe_trial_error(exc, self.objective.base_dir)
+                unstarted = [w.trial for w in self.objective.waiting]
                 running, self.objective.current_trials = self.objective.current_trials, []
                 for trial in running:
-                    TrialRecord(error=text).write(trial)
-                    tell(trial, TrialError(text))
+                    if trial not in unstarted:  # the waiting ones never trained: queued again
+                        TrialRecord(error=text).write(trial)
+                        tell(trial, TrialError(text))
+                self.objective.current_trials = unstarted
+            for trial in [w.trial for w in self.objective.waiting]:  # not started
+                beats.stop(trial)
+                self.objective.current_trials.remove(trial)
+                self.handle.requeue_interrupted(trial)
+            self.objective.waiting = []
+
+    def _may_start(self) -> bool:
+        """Whether a trial may start now: before the deadline, under the failure and memory
+        limits."""
+        if self.failures.stop or self.memory.exceeded:
+            return False
+        return self.deadline is None or time.monotonic() < self.deadline
 
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """``optimize``'s callback: the bookkeeping, and stop when it says so."""

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -382,7 +383,7 @@ def test_pack_size_for_a_python_model(
     )
     objective = Objective(config, base_dir=tmp_path)
     objective.check()
-    assert objective.packable == (function == "plain")
+    assert objective.packable == objective.model_packs == (function == "plain")
     chosen, line = objective.pack_size(left=8)
     assert chosen == size
     if said is None:
@@ -685,3 +686,72 @@ def test_a_pack_refuses_a_family_with_its_own_optimizer_and_trains_on_after_one(
     assert alone.outcome == "complete"
     (after,) = trainer.train([cosine], seeds=[1], shuffle_seed=SHUFFLE)
     _assert_same(after, before, 1e-6)
+
+
+def _waiting_study(tmp_path: Path, name: str) -> tuple[Any, str]:
+    """A prepared study whose first trial (cosine) packs and whose second (schedule_free) is
+    asked for the pack's free slot, so it waits for the pack's run."""
+    from lrsearch.runner import prepare_study
+
+    config = parse_study_config(
+        {
+            "study": {"name": name, "n_trials": 3, "seed": 0, "pruner": "none"},
+            "data": {"source": "digits", "limit": 200},
+            "model": {"type": "mlp", "hidden": [8]},
+            "training": {"epochs": 2, "pack": 2},
+            "space": {"families": ["cosine", "schedule_free"]},
+            "baseline": [
+                {"family": "cosine", "learning_rate": 0.01},
+                {"family": "schedule_free", "learning_rate": 0.01},
+            ],
+        }
+    )
+    url = f"sqlite:///{tmp_path / 'waiting.db'}"
+    return prepare_study(config, storage_url=url), url
+
+
+@pytest.mark.parametrize("stop", ["deadline", "pack-error"])
+def test_a_waiting_trial_that_cannot_start_is_queued_again_with_its_seed(
+    tmp_path: Path, stop: str
+) -> None:
+    """The schedule_free trial waits while the pack trains: if the deadline passes meanwhile,
+    or the pack fails, it never trains: it is queued again (its seed kept), as after Ctrl-C,
+    not failed with the pack's error; the next run trains it alone."""
+    from lrsearch.records import TrialRecord
+    from lrsearch.runner import Runner
+
+    class Quiet:
+        def trial_done(self, trial: Any, finished: int, best: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    prepared, url = _waiting_study(tmp_path, stop)
+    runner = Runner(prepared, Quiet(), pack=2)
+
+    def trial_ended(trial: Any, history: Any) -> None:  # the first trial's training ended
+        prepared.objective.on_trial_end = None
+        if stop == "deadline":
+            runner.deadline = time.monotonic() - 1.0
+        else:
+            raise RuntimeError("the pack failed")
+
+    prepared.objective.on_trial_end = trial_ended
+    runner.run()
+    study = optuna.load_study(study_name=stop, storage=url)
+    first, waited, queued = study.trials[:3]
+    assert first.params["family"] == "cosine"
+    assert first.state.name == ("COMPLETE" if stop == "deadline" else "FAIL")
+    if stop == "pack-error":
+        assert "the pack failed" in (TrialRecord.of(first).error or "")
+    assert waited.state.name == "FAIL" and TrialRecord.of(waited).interrupted
+    assert TrialRecord.of(waited).error is None  # never trained: no error of the pack's
+    assert TrialRecord.of(queued).seed == TrialRecord.of(waited).seed  # the same experiment
+    if stop == "deadline":  # no trial starts after it: the next run trains it
+        assert queued.state.name == "WAITING"
+        Runner(prepared, Quiet(), pack=2).run()
+        queued = optuna.load_study(study_name=stop, storage=url).trials[2]
+    assert queued.state.name == "COMPLETE"  # after a failure the run goes on and trains it
+    assert (TrialRecord.of(queued).schedule or {})["family"] == "schedule_free"
+    assert TrialRecord.of(queued).pack_size is None

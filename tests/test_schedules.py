@@ -1738,7 +1738,8 @@ def _sf_fit(model: Any, epochs: int, callbacks: list[Any], validation: bool = Tr
 
 def _sf_weights(model: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(y, x) of a model trained by ScheduleFreeAdamW, x computed by hand from y and z."""
-    optimizer, beta_1 = model.optimizer, float(model.optimizer.beta_1)
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # mixed precision
+    beta_1 = float(optimizer.beta_1)
     ys, xs = [], []
     for v in model.trainable_variables:
         y = np.asarray(keras.ops.convert_to_numpy(v), np.float64)
@@ -1797,21 +1798,62 @@ def test_schedule_free_validation_metric_is_computed_on_the_averaged_weights() -
 
 
 def test_schedule_free_evaluation_after_fit_and_a_second_fit() -> None:
-    """``evaluate`` after fit sees x; a second fit goes on from y: 3 + 1 epochs train exactly
-    as 4."""
+    """``evaluate`` after fit sees x (with or without a callback, any instance of it); a second
+    fit with a new callback goes on from y: 3 + 1 epochs train exactly as 4. Outside fit, an
+    ``evaluate`` with the callback sees x and leaves y in the model."""
     from lrsearch.schedules import ScheduleFreeEvaluation
 
     schedule = build_schedule("schedule_free", total_steps=16, **SF_PARAMS)
-    callback = ScheduleFreeEvaluation()
     model = _sf_model(schedule.optimizer())
-    history = _sf_fit(model, 3, [callback])
-    after = model.evaluate(SF_XV, SF_YV, verbose=0, callbacks=[callback])
-    assert after == pytest.approx(history.history["val_loss"][-1], rel=1e-6)
-    _sf_fit(model, 1, [callback])
+    history = _sf_fit(model, 3, [ScheduleFreeEvaluation()])
+    last = history.history["val_loss"][-1]
+    for callbacks in ([], [ScheduleFreeEvaluation()]):
+        after = model.evaluate(SF_XV, SF_YV, verbose=0, callbacks=callbacks)
+        assert after == pytest.approx(last, rel=1e-6)
+    _sf_fit(model, 1, [ScheduleFreeEvaluation()])
     once = _sf_model(build_schedule("schedule_free", total_steps=16, **SF_PARAMS).optimizer())
     _sf_fit(once, 4, [ScheduleFreeEvaluation()])
     for a, b in zip(model.get_weights(), once.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+    plain = _sf_model(build_schedule("schedule_free", total_steps=16, **SF_PARAMS).optimizer())
+    _sf_fit(plain, 2, [], validation=False)  # y in the model
+    y, x = _sf_weights(plain)
+    seen = plain.evaluate(SF_XV, SF_YV, verbose=0, callbacks=[ScheduleFreeEvaluation()])
+    assert seen == pytest.approx(_sf_val_loss(x), rel=1e-5)
+    for kept, expected in zip(plain.get_weights(), y, strict=True):
+        np.testing.assert_array_equal(kept, expected.astype(np.float32))
+
+
+def test_schedule_free_evaluation_under_mixed_precision_and_refusing_other_optimizers() -> None:
+    """Under ``mixed_float16`` Keras wraps the optimizer in a LossScaleOptimizer: the callback
+    finds the ScheduleFreeAdamW inside; a model with another optimizer is refused, not
+    silently evaluated on its training weights."""
+    from lrsearch.schedules import ScheduleFreeEvaluation
+
+    schedule = build_schedule("schedule_free", total_steps=12, **SF_PARAMS)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _sf_model(schedule.optimizer())
+        assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+        seen: list[tuple[float, float, float]] = []
+
+        class Check(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+                y, x = _sf_weights(self.model)
+                seen.append((float((logs or {})["val_loss"]), _sf_val_loss(x), _sf_val_loss(y)))
+
+        _sf_fit(model, 3, [ScheduleFreeEvaluation(), Check()])
+        for logged, on_x, _ in seen:  # float16 activations: ~1e-3 relative noise
+            assert logged == pytest.approx(on_x, rel=2e-3)
+        logged, _, on_y = seen[-1]  # x and y part as training goes on (~1.5% at epoch 3)
+        assert abs(logged - on_y) > 5e-3 * on_y
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    adam = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    adam.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ScheduleError, match="ScheduleFreeAdamW"):
+        adam.fit(SF_X, SF_Y, epochs=1, verbose=0, callbacks=[ScheduleFreeEvaluation()])
 
 
 def test_schedule_free_optimizer_round_trips_a_keras_file(tmp_path: Path) -> None:

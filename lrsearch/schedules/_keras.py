@@ -20,6 +20,7 @@ variable inside ``__call__`` is what makes that work on TensorFlow and on JAX al
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, ClassVar
 
 import numpy as np
@@ -754,15 +755,41 @@ class ScheduleFreeSchedule(LRSearchSchedule):
         return [ScheduleFreeEvaluation()]
 
 
+_TRAINING_WEIGHTS: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+"""A model's training weights ``y`` while it holds its averaged weights ``x``
+(:class:`ScheduleFreeEvaluation`): kept per model, so that any callback object sees it."""
+
+
+def _schedule_free_optimizer(model: Any) -> Any:
+    """The model's ``ScheduleFreeAdamW`` (inside a mixed-precision ``LossScaleOptimizer`` too).
+
+    Raises:
+        ScheduleError: The model is not compiled with one.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(optimizer, keras.optimizers.ScheduleFreeAdamW):
+        raise ScheduleError(
+            "ScheduleFreeEvaluation needs a model compiled with keras.optimizers."
+            f"ScheduleFreeAdamW; this one has {type(optimizer).__name__}"
+        )
+    return optimizer
+
+
 class ScheduleFreeEvaluation(keras.callbacks.Callback):  # type: ignore[name-defined]
     """Evaluates a model trained by ``keras.optimizers.ScheduleFreeAdamW`` on its averaged weights.
 
     Schedule-Free AdamW trains the model's weights at ``y`` and keeps its gradient iterate ``z``
     (the optimizer's ``momentum`` variables); the weights its authors evaluate are the average
     ``x = (y - (1 - beta_1) z) / beta_1`` (their ``optimizer.eval()``). Keras's optimizer has no
-    such switch, so this callback makes it: validation inside ``fit`` (and ``evaluate``) runs
-    on ``x``, training goes on from ``y`` exactly, and after ``fit`` the model holds ``x``, the
-    weights to use or save (a later ``fit`` with this callback swaps ``y`` back in first).
+    such switch, so this callback makes it: validation inside ``fit`` (and an ``evaluate`` given
+    this callback) runs on ``x``, training goes on from ``y`` exactly, and after ``fit`` the model
+    holds ``x``, the weights to use or save; a later ``fit`` with this callback (any instance)
+    swaps ``y`` back in first. Layers whose statistics are gathered while training (BatchNorm)
+    keep the statistics of ``y``.
+
+    Raises:
+        ScheduleError: The model's optimizer is not a ``ScheduleFreeAdamW``.
 
     Example:
         >>> schedule = ScheduleFreeSchedule(learning_rate=0.01)
@@ -773,42 +800,42 @@ class ScheduleFreeEvaluation(keras.callbacks.Callback):  # type: ignore[name-def
 
     def __init__(self) -> None:
         super().__init__()
-        self._training_weights: list[Any] | None = None  # y, while x is in the model
-        self._fitting = False
+        self._swapped_for_test = False
 
-    def _average_in(self) -> None:
-        optimizer = self.model.optimizer
+    def _average_in(self) -> bool:
+        """Puts ``x`` in the model unless it is there; returns whether it did."""
+        model = self.model
+        optimizer = _schedule_free_optimizer(model)
         momentums = getattr(optimizer, "_momentums", None)
-        if self._training_weights is not None or not momentums:
-            return  # x already in, or no step taken yet (then x = y)
+        if model in _TRAINING_WEIGHTS or not momentums:
+            return False  # x already in, or no step taken yet (then x = y)
         beta_1 = float(optimizer.beta_1)
-        variables = self.model.trainable_variables
+        variables = model.trainable_variables
         kept = [ops.copy(v.value) for v in variables]
         for v, y in zip(variables, kept, strict=True):
             z = momentums[optimizer._get_variable_index(v)]
             v.assign((y - (1.0 - beta_1) * z) / beta_1)
-        self._training_weights = kept
+        _TRAINING_WEIGHTS[model] = kept
+        return True
 
     def _training_in(self) -> None:
-        if self._training_weights is None:
-            return
-        for v, y in zip(self.model.trainable_variables, self._training_weights, strict=True):
-            v.assign(y)
-        self._training_weights = None
+        kept = _TRAINING_WEIGHTS.pop(self.model, None)
+        if kept is not None:
+            for v, y in zip(self.model.trainable_variables, kept, strict=True):
+                v.assign(y)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._fitting = True
         self._training_in()
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._average_in()
+        self._swapped_for_test = self._average_in()
 
     def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self._fitting:
+        if self._swapped_for_test:
             self._training_in()
+            self._swapped_for_test = False
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        self._fitting = False
         self._average_in()
 
 
