@@ -354,7 +354,10 @@ def train(
             batch_size=config.data.batch_size,
         )
         tracker = _trial_callback_class()(config.study.metric, watch, report, interrupted)
-        callbacks: list[Any] = [*schedule.training_callbacks(), tracker]
+        # what the family's fit needs (plateau's cuts, schedule_free's evaluation weights); a
+        # plain Keras schedule needs none
+        needs = getattr(schedule, "training_callbacks", None)
+        callbacks: list[Any] = [*(needs() if needs is not None else []), tracker]
         if shuffle_seed is not None:
             build_metrics(model, dataset)
             keras.utils.set_random_seed(shuffle_seed)

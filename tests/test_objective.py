@@ -115,10 +115,14 @@ def test_schedule_free_trains_with_its_optimizer_and_validates_on_the_average(
     config = tiny_config(
         "sf",
         training={"optimizer": optimizer, "weight_decay": 0.01},
-        space={"families": ["schedule_free"], "schedule_free": {"beta_1": 0.93}},
+        space={
+            "families": ["schedule_free"],
+            "learning_rate": 0.01,
+            "schedule_free": {"beta_1": 0.93, "warmup_epochs": 0.5},
+        },
     )
     space, _ = space_of(config)
-    point = space.suggest(optuna.create_study().ask())
+    point = space.suggest(optuna.create_study().ask())  # every parameter fixed
     dataset = load_data(config)
 
     result = train(config, dataset, point, seed=0, keep_model=True)
