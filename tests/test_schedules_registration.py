@@ -34,7 +34,7 @@ def _records() -> dict[str, dict[str, Any]]:
     """One trial-style schedule record per family, from the default space's midpoints."""
     from lrsearch.config import SpaceConfig
 
-    space = SearchSpace.from_config(SpaceConfig(), BUDGET)
+    space = SearchSpace.from_config(SpaceConfig(families=list(FAMILIES)), BUDGET)
     records: dict[str, dict[str, Any]] = {}
     for name in FAMILIES:
         relative = {"learning_rate": 0.01}
