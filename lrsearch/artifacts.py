@@ -236,22 +236,26 @@ def _title(schedule: dict[str, Any], number: int) -> str:
     return f"trial #{number}  {schedule.get('family')}: {params}"
 
 
-def _planned(schedule: dict[str, Any]) -> Any:
-    from lrsearch.plots import schedule_values
+def _built(schedule: dict[str, Any]) -> tuple[Any, int]:
+    """A stored schedule built, and its total steps."""
     from lrsearch.schedules import build_schedule
 
     total = int(schedule["total_steps"])
-    built = build_schedule(schedule["family"], total_steps=total, **schedule["params"])
+    return build_schedule(schedule["family"], total_steps=total, **schedule["params"]), total
+
+
+def _planned(schedule: dict[str, Any]) -> Any:
+    from lrsearch.plots import schedule_values
+
+    built, total = _built(schedule)
     return schedule_values(built, total)
 
 
 def planned_momentum(schedule: dict[str, Any]) -> Any:
     """The momentum (or beta_1) at every step of a schedule that cycles it, else ``None``."""
     from lrsearch.plots import schedule_values
-    from lrsearch.schedules import build_schedule
 
-    total = int(schedule["total_steps"])
-    built = build_schedule(schedule["family"], total_steps=total, **schedule["params"])
+    built, total = _built(schedule)
     return schedule_values(built.momentum, total) if built.cycles_momentum else None
 
 

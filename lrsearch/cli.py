@@ -824,11 +824,9 @@ def plot(
     schedule = get_family(family).schedule_class(**resolved)
     steps = curve_steps(total)
     values = schedule_values(schedule, total, steps=steps)
-    momentum = (
-        schedule_values(schedule.momentum, total, steps=steps)
-        if (schedule.cycles_momentum)
-        else None
-    )
+    momentum = None
+    if schedule.cycles_momentum:
+        momentum = schedule_values(schedule.momentum, total, steps=steps)
     note = None
     if family == "plateau":
         note = "Plateau cuts depend on the monitored metric during training; shown without cuts."

@@ -715,8 +715,6 @@ def _side_by_side(dataset: Dataset, copies: list[Any]) -> tuple[Any, dict]:
 def may_cycle_momentum(config: StudyConfig) -> bool:
     """Whether a trial of the study may cycle momentum: a family searched or a baseline's that
     has ``cycle_momentum``, not fixed to false in the study file."""
-    from lrsearch.schedules import FAMILIES
-
     for entry in config.baseline:
         if entry.params.get("cycle_momentum", True) and (
             "cycle_momentum" in FAMILIES[entry.family].param_names
