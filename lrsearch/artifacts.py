@@ -44,6 +44,8 @@ __all__ = [
     "ArtifactRecorder",
     "default_location",
     "open_artifact_store",
+    "put_study_file",
+    "upload_lr_range",
     "resolve_artifacts",
     "steps_per_epoch",
     "study_note",
@@ -62,6 +64,7 @@ LR_CURVE = "lr_curve.png"
 LEARNING_CURVE = "learning_curve.png"
 HISTORY = "history.csv"
 STUDY_FIGURE = "top_lr_curves.png"
+LR_RANGE = "lr_range.png"  # the range test's curve (lrsearch find-lr --apply, start --find-lr)
 TOP_TRIALS = 8
 
 # A 1x1 transparent PNG: the trial's pictures until the background thread has drawn them.
@@ -187,6 +190,44 @@ def recorder_for(setting: str | None, storage_url: str, config: Any) -> Artifact
     )
 
 
+def put_study_file(store: Any, study: optuna.Study, filename: str, data: bytes) -> None:
+    """Stores ``data`` as the study's artifact ``filename``, replacing its earlier content (one
+    current file, not one per update)."""
+    from optuna.artifacts import get_all_artifact_meta, upload_artifact
+
+    existing = [m for m in get_all_artifact_meta(study) if m.filename == filename]
+    if existing:
+        store.write(existing[0].artifact_id, io.BytesIO(data))
+        return
+    with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+        path = Path(tmp) / filename
+        path.write_bytes(data)
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
+
+
+def upload_lr_range(setting: str | None, handle: StudyHandle, found: Any) -> bool:
+    """Draws a range test (:class:`lrsearch.rangetest.LRRange`) as the study's artifact
+    :data:`LR_RANGE`; False when there is no artifact store (``setting`` resolved as
+    ``--artifacts``)."""
+    from lrsearch.plots import plot_lr_range
+
+    store = artifact_store_for(setting, handle.url)
+    if store is None:
+        return False
+    title = lr_range_title(handle.name, found)
+    with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
+        path = plot_lr_range(found, title=title, path=Path(tmp) / LR_RANGE)
+        put_study_file(store, handle.optuna, LR_RANGE, path.read_bytes())
+    return True
+
+
+def lr_range_title(study_name: str, found: Any) -> str:
+    return (
+        f"{study_name}: learning-rate range test, {len(found.curves)} seed(s) x {found.steps} "
+        f"steps; search learning_rate in [{found.low:.3g}, {found.high:.3g}]"
+    )
+
+
 def study_note(study: optuna.Study, metric: str) -> str:
     """The study's markdown note: best trial, best value per family, how to export."""
     from lrsearch.study import StudyHandle
@@ -213,6 +254,15 @@ def study_note(study: optuna.Study, metric: str) -> str:
         value = f"{row.best:.4f}" if row.best is not None else "-"
         number = f"#{row.best_trial}" if row.best_trial is not None else "-"
         lines.append(f"| {row.family} | {value} | {number} | {row.trials} |")
+    lr_range = handle.record.lr_range
+    if lr_range:
+        lines += [
+            "",
+            f"`learning_rate` is searched in [{lr_range['low']:.3g}, {lr_range['high']:.3g}], "
+            "the range a learning-rate range test suggested (lowest smoothed loss at lr "
+            + ", ".join(f"{v:.3g}" for v in lr_range.get("minima", []))
+            + f"; `{LR_RANGE}` shows the test).",
+        ]
     lines += [
         "",
         "Each trial has `lr_curve.png`, `learning_curve.png` and `history.csv` as artifacts; "
@@ -566,15 +616,6 @@ class ArtifactRecorder:
     def _upload_study_figure(
         self, study: optuna.Study, curves: list[tuple[str, str, Any, int]]
     ) -> None:
-        from optuna.artifacts import get_all_artifact_meta, upload_artifact
-
         title = top_curves_title(study.study_name, len(curves), self.metric)
         data = self._draw(partial(draw_study_figure, curves, title=title))
-        existing = [m for m in get_all_artifact_meta(study) if m.filename == STUDY_FIGURE]
-        if existing:  # keep one current figure instead of one per trial
-            self.store.write(existing[0].artifact_id, io.BytesIO(data))
-            return
-        with tempfile.TemporaryDirectory(prefix="lrsearch-artifacts-") as tmp:
-            path = Path(tmp) / STUDY_FIGURE
-            path.write_bytes(data)
-            upload_artifact(artifact_store=self.store, file_path=str(path), study_or_trial=study)
+        put_study_file(self.store, study, STUDY_FIGURE, data)

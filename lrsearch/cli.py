@@ -209,6 +209,7 @@ def _run(
     backend: str | None,
     pack: int | str | None,
     artifacts: str | None = None,
+    find_lr: bool = False,
 ) -> None:
     """Runs the study in worker processes and prints where it stands."""
     import time
@@ -232,6 +233,7 @@ def _run(
         backend=backend,
         artifacts=artifacts,
         pack=pack,
+        find_lr=find_lr,
     )
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(summary.counts.items()))
     seconds = time.perf_counter() - started
@@ -261,6 +263,13 @@ def _run(
     is_flag=True,
     help="Join an existing study even if its stored study file differs.",
 )
+@click.option(
+    "--find-lr",
+    "find_lr",
+    is_flag=True,
+    help="If the study is new, run a learning-rate range test first and search "
+    "learning_rate inside the range it suggests (see lrsearch find-lr).",
+)
 def start(
     study_file: str,
     storage: str | None,
@@ -273,6 +282,7 @@ def start(
     backend: str | None,
     study_name: str | None,
     allow_changed: bool,
+    find_lr: bool,
 ) -> None:
     """Create or join the study of STUDY_FILE and run trials until its budget is met.
 
@@ -288,6 +298,7 @@ def start(
       lrsearch start studies/digits.toml --n-trials 60       # raise the budget
       lrsearch start studies/digits.toml --workers 2         # two processes here
       lrsearch start studies/digits.toml --pack 8            # 8 trials per packed fit
+      lrsearch start studies/digits.toml --find-lr           # a range test bounds the lr
       lrsearch start studies/cnn-digits.toml --storage postgresql+psycopg://me:pw@db/optuna
     """
     from pathlib import Path
@@ -311,7 +322,158 @@ def start(
         backend=backend,
         pack=pack,
         artifacts=artifacts,
+        find_lr=find_lr,
     )
+
+
+@cli.command("find-lr")
+@click.argument("study_file", type=click.Path(path_type=str))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(writable=True),
+    default=None,
+    help="The loss-vs-lr picture  [default: NAME-lr-range.png, NAME the study's]",
+)
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Store the range in the study (created if new): every worker's search then samples "
+    "learning_rate inside it.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="Tests to run (seeds study.seed, +1, ...), each about one trial's cost; their "
+    "minima are averaged in log space.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Steps per test  [default: one trial's steps, 60 to 500]",
+)
+@click.option(
+    "--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True
+)
+@click.option(
+    "--max-lr", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True
+)
+@click.option(
+    "--decades",
+    type=click.FloatRange(min=0, min_open=True, max=10),
+    default=2.0,
+    show_default=True,
+    help="Width of the range: its low bound is this many decades below its high one.",
+)
+@_storage_option
+@_artifacts_option
+@click.option("--study-name", default=None, help="Use this name instead of the file's.")
+@click.option(
+    "--backend",
+    type=click.Choice(["tensorflow", "jax"]),
+    default=None,
+    help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
+)
+@click.option(
+    "--allow-changed",
+    is_flag=True,
+    help="With --apply: store into an existing study even if its stored study file differs.",
+)
+def find_lr(
+    study_file: str,
+    output: str | None,
+    apply: bool,
+    seeds: int,
+    steps: int | None,
+    min_lr: float,
+    max_lr: float,
+    decades: float,
+    storage: str | None,
+    artifacts: str | None,
+    study_name: str | None,
+    backend: str | None,
+    allow_changed: bool,
+) -> None:
+    """Run a learning-rate range test on STUDY_FILE's model and data, and suggest
+    the range the search's learning_rate should take.
+
+    One short training with the learning rate rising exponentially from
+    --min-lr to --max-lr, recording the smoothed loss of each batch; it stops
+    once the loss explodes. The range's high bound is the learning rate where
+    the loss stopped improving (averaged over --seeds in log space), its low
+    bound --decades below; the reasoning is printed and the curve drawn. With
+    --apply the range is stored in the study (and the picture as its artifact
+    lr_range.png), so `lrsearch start` searches inside it on every worker.
+
+    \b
+    Examples:
+      lrsearch find-lr studies/digits.toml                 # suggest a range
+      lrsearch find-lr studies/digits.toml --apply         # ... and search inside it
+      lrsearch find-lr studies/cnn-digits.toml --seeds 3 -o cnn-lr.png
+      lrsearch start studies/digits.toml --find-lr         # a new study: test first
+    """
+    import os
+    from pathlib import Path
+
+    from lrsearch._imports import select_backend
+    from lrsearch.artifacts import LR_RANGE, lr_range_title, upload_lr_range
+    from lrsearch.config import check_study_name, load_study_file
+    from lrsearch.outputs import check_output_file
+    from lrsearch.plots import plot_lr_range
+    from lrsearch.rangetest import find_lr as run_find_lr
+    from lrsearch.runner import prepare_study
+
+    config, text = load_study_file(study_file)
+    if study_name is not None:
+        check_study_name(study_name, field="--study-name")
+    name = study_name or config.study.name
+    output = output or f"{name}-lr-range.png"
+    check_output_file(output, option="-o")
+    select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
+    base_dir = Path(study_file).resolve().parent
+    click.echo(f"range test on {name!r}: {seeds} seed(s), lr {min_lr:g} -> {max_lr:g}")
+    found = run_find_lr(
+        config,
+        base_dir=base_dir,
+        seeds=seeds,
+        steps=steps,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        decades=decades,
+        echo=click.echo,
+    )
+    for line in found.reasoning():
+        click.echo(line)
+    click.echo(f"search range: learning_rate in [{found.low:.3g}, {found.high:.3g}]")
+    plot_lr_range(found, title=lr_range_title(name, found), path=output)
+    click.echo(f"picture: {output}")
+    if not apply:
+        click.echo(
+            f"to search inside it: lrsearch find-lr {shlex.quote(study_file)} --apply, or "
+            f"learning_rate = [{found.low:.3g}, {found.high:.3g}] under [space]"
+        )
+        return
+    prepared = prepare_study(
+        config,
+        study_file_text=text,
+        base_dir=base_dir,
+        storage_url=storage,
+        study_name=study_name,
+        allow_changed=allow_changed,
+        backend=backend,
+        lr_range=found.record(),
+        echo=lambda line: None,
+    )
+    handle = prepared.handle
+    click.echo(
+        f"stored in study {handle.name!r} ({handle.masked_url}): its trials sample "
+        "learning_rate inside the range from now on"
+    )
+    if upload_lr_range(artifacts, handle, found):
+        click.echo(f"the picture is the study's artifact {LR_RANGE} (optuna-dashboard)")
 
 
 @cli.command()
@@ -449,6 +611,9 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items())) or "no trials"
     budget = f" of a budget of {info['budget']}" if info["budget"] else ""
     click.echo(f"study {info['name']!r} ({info['direction']} {info['metric']}): {counts}{budget}")
+    if info["lr_range"]:
+        low, high = info["lr_range"]["low"], info["lr_range"]["high"]
+        click.echo(f"learning_rate searched in [{low:.3g}, {high:.3g}] (a range test's, find-lr)")
     if info["best_per_family"]:
         click.echo("best per family:")
         for family, b in info["best_per_family"].items():

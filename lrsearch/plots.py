@@ -21,6 +21,7 @@ __all__ = [
     "plot_importances",
     "plot_learning_curve",
     "plot_lr_overlay",
+    "plot_lr_range",
     "plot_schedule",
     "plot_trial_lr",
     "curve_steps",
@@ -523,6 +524,62 @@ def plot_importances(
             ax.tick_params(labelsize=7)
             ax.grid(True, axis="x", alpha=0.3)
         fig.suptitle(textwrap.fill(title, 120), fontsize=9)
+        out = _save(fig, path)
+    finally:
+        fig.clear()
+    return out
+
+
+def plot_lr_range(found: Any, *, title: str, path: str | Path) -> Path:
+    """Draws a range test (:class:`lrsearch.rangetest.LRRange`): each seed's loss and smoothed
+    loss against the learning rate (log x), the suggested range shaded, its bounds marked.
+
+    Returns:
+        The path written.
+    """
+    fig, ax = _subplots(figsize=(8, 4.5))
+    try:
+        top = []
+        for i, curve in enumerate(found.curves):
+            colour = f"C{i % 10}"
+            ax.plot(curve.lr, curve.loss, color=colour, alpha=0.25, linewidth=0.8)
+            ax.plot(
+                curve.lr, curve.smoothed, color=colour, linewidth=1.8, label=f"seed {curve.seed}"
+            )
+            ax.plot([curve.lr_at_min], [curve.smoothed[curve.best]], "o", color=colour)
+            finite = [v for v in curve.smoothed if np.isfinite(v)]
+            if finite:
+                top.append(finite[0])
+        ax.axvspan(found.low, found.high, color="tab:green", alpha=0.12, label="search range")
+        for x, label in ((found.low, "low"), (found.high, "high")):
+            ax.axvline(x, color="tab:green", linestyle="--", linewidth=1)
+            ax.annotate(
+                f"{label} {x:.3g}",
+                (x, 1),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                rotation=90,
+                va="top",
+                ha="right",
+            )
+        if found.exploded_at is not None:
+            ax.axvline(
+                found.exploded_at,
+                color="tab:red",
+                linestyle=":",
+                linewidth=1,
+                label=f"exploded {found.exploded_at:.3g}",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (rising exponentially during the test)")
+        ax.set_ylabel("training loss per batch (smoothed: thick)")
+        ax.set_title(textwrap.fill(title, 100), fontsize=9)
+        if top:  # the start of the curves and below; an explosion is cut off
+            low = min(min(v for v in c.smoothed if np.isfinite(v)) for c in found.curves)
+            high = max(top)
+            ax.set_ylim(low - 0.1 * (high - low), high + 0.6 * (high - low))
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
         out = _save(fig, path)
     finally:
         fig.clear()

@@ -186,6 +186,11 @@ class StudyRecord(_Record):
     """lrsearch, Optuna, Keras and backend versions of the worker that created the study."""
     n_trials: int | None = _key("n_trials")
     """The study's budget of finished trials, over all workers (the last one set)."""
+    lr_range: dict[str, Any] | None = _key("lr_range")
+    """The learning-rate range a range test stored (``lrsearch find-lr --apply``, ``start
+    --find-lr``): ``{"low", "high", ...}`` and its evidence (:meth:`lrsearch.rangetest.LRRange.
+    record`). Every worker's search samples ``learning_rate`` inside it instead of the study
+    file's range."""
     config: dict[str, Any] | None = _key("config")
     """The normalized study file: written last, so joiners wait for it (all else is set)."""
 

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lrsearch._imports import check_backend, import_keras, select_backend
 from lrsearch._optuna import quiet_logs
@@ -30,13 +30,14 @@ from lrsearch.exceptions import Interrupted, LRSearchError
 from lrsearch.objective import Objective, describe_trial_error
 from lrsearch.records import TrialRecord, family_of
 from lrsearch.storage import mask_url, resolve_storage_url
-from lrsearch.study import BestTrial, RunSummary, StudyHandle, make_sampler
+from lrsearch.study import BestTrial, RunSummary, StudyHandle, make_sampler, study_exists
 
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
     from lrsearch.artifacts import ArtifactRecorder
+    from lrsearch.rangetest import LRRange
     from lrsearch.workers import WorkerJob
 
 __all__ = [
@@ -169,6 +170,8 @@ class PreparedStudy:
     handle: StudyHandle
     budget: int
     created: bool = True
+    found: LRRange | None = None
+    """The range test this call ran (``find_lr``) and stored."""
 
 
 def prepare_study(
@@ -181,18 +184,40 @@ def prepare_study(
     n_trials: int | None = None,
     allow_changed: bool = False,
     backend: str | None = None,
+    find_lr: bool = False,
+    lr_range: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
 ) -> PreparedStudy:
     """Loads the data, checks the model, and creates or joins the study (no training).
 
-    The Keras backend is ``backend``, else ``$KERAS_BACKEND``, else ``training.backend``.
+    The Keras backend is ``backend``, else ``$KERAS_BACKEND``, else ``training.backend``. The
+    search of every worker samples ``learning_rate`` inside the range its study stores
+    (``StudyRecord.lr_range``), if any. ``lr_range`` (``LRRange.record()``) is stored in the
+    study, new or not (``lrsearch find-lr --apply``). With ``find_lr``, a study that does not
+    exist yet is created with the range of a range test run first
+    (:func:`lrsearch.rangetest.find_lr`; :attr:`PreparedStudy.found`).
 
     Raises:
         ConfigError, DataError, StorageError: bad input, before any training.
+        LRSearchError: the range test's loss never fell (no range to search).
     """
     select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
     url = resolve_storage_url(storage_url)
     objective = Objective(config, base_dir=base_dir)
     objective.check()  # a broken model, loss or optimizer creates no study
+    name = study_name or config.study.name
+    found = None
+    if lr_range is not None:  # checked before anything is stored
+        objective.space.bounded(lr_range["low"], lr_range["high"])
+    existed = find_lr and lr_range is None and study_exists(name, url)
+    if find_lr and lr_range is None and not existed:
+        from lrsearch.rangetest import find_lr as range_test
+
+        echo(f"study {name!r} is new: running the learning-rate range test first")
+        found = range_test(config, objective=objective, echo=echo)
+        for line in found.reasoning():
+            echo("  " + line)
+        lr_range = found.record()
     baselines = [
         (
             objective.space.enqueue_params(point),
@@ -208,10 +233,28 @@ def prepare_study(
         study_name=study_name,
         allow_changed=allow_changed,
         baselines=baselines,
+        lr_range=lr_range,
     )
+    if lr_range is not None and not created:
+        if found is not None:  # a range test of ours, but another worker created it first
+            found = None
+            echo("another worker created the study meanwhile: its stored range is searched")
+        else:  # an explicit range (lrsearch find-lr --apply) is the study's from now on
+            handle.set_lr_range(lr_range)
+    stored = handle.record.lr_range
+    if stored is not None:
+        objective.space = objective.space.bounded(stored["low"], stored["high"])
+        echo(f"learning_rate searched in [{stored['low']:.3g}, {stored['high']:.3g}] (find-lr)")
+    elif existed:
+        echo(
+            f"study {name!r} exists: --find-lr tests a new study only (bound this one with "
+            "lrsearch find-lr STUDY_FILE --apply)"
+        )
     budget = n_trials or config.study.n_trials
     handle.set_budget(budget)
-    return PreparedStudy(objective=objective, handle=handle, budget=budget, created=created)
+    return PreparedStudy(
+        objective=objective, handle=handle, budget=budget, created=created, found=found
+    )
 
 
 class Runner:
@@ -524,6 +567,7 @@ def run_study(
     backend: str | None = None,
     artifacts: str | None = None,
     pack: int | str | None = None,
+    find_lr: bool = False,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until it has ``n_trials`` finished ones.
 
@@ -535,15 +579,33 @@ def run_study(
     the workers default as ``lrsearch start`` does). Lines go to ``echo``; the workers' error
     lines to ``echo_err`` (default: standard error). ``pack`` (default ``training.pack``) trains
     that many trials at once in one packed model (:mod:`lrsearch.packing`; ``"auto"``:
-    calibrated).
+    calibrated). ``find_lr`` runs the learning-rate range test before a new study is created
+    and stores its range in the study (:func:`prepare_study`), once, before any worker starts.
 
     Raises:
         Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
         ConfigError, DataError, StorageError: bad input, before any training.
+        LRSearchError: the range test's loss never fell.
     """
     timeout = timeout if timeout is not None else config.study.timeout
     if pack is not None:
         config = config.with_pack(pack)
+    prepared = None
+    if workers is None or find_lr:  # with workers: the range test here, once, before they join
+        prepared = prepare_study(
+            config,
+            study_file_text=study_file_text,
+            base_dir=base_dir,
+            storage_url=storage_url,
+            study_name=study_name,
+            n_trials=n_trials,
+            allow_changed=allow_changed,
+            backend=backend,
+            find_lr=find_lr,
+            echo=echo,
+        )
+        if prepared.found is not None and (workers is not None or artifacts is not None):
+            _store_lr_range(prepared, artifacts, echo)
     if workers is not None:
         from lrsearch import settings
         from lrsearch.storage import check_storage_url
@@ -574,16 +636,7 @@ def run_study(
             workers,
             echo=lambda line, err: (echo_err or _print_err)(line) if err else echo(line),
         )
-    prepared = prepare_study(
-        config,
-        study_file_text=study_file_text,
-        base_dir=base_dir,
-        storage_url=storage_url,
-        study_name=study_name,
-        n_trials=n_trials,
-        allow_changed=allow_changed,
-        backend=backend,
-    )
+    assert prepared is not None
     recorder = None
     if artifacts is not None:
         from lrsearch.artifacts import recorder_for
@@ -593,6 +646,16 @@ def run_study(
     reporter = LinePrinter(prepared.budget, done, config.study.metric, bar=progress, echo=echo)
     deadline = None if timeout is None else time.monotonic() + timeout
     return Runner(prepared, reporter, deadline=deadline, artifacts=recorder, echo=echo).run()
+
+
+def _store_lr_range(
+    prepared: PreparedStudy, artifacts: str | None, echo: Callable[[str], None]
+) -> None:
+    """The picture of the range test ``prepared`` ran, as a study artifact (if a store is set)."""
+    from lrsearch.artifacts import LR_RANGE, upload_lr_range
+
+    if prepared.found is not None and upload_lr_range(artifacts, prepared.handle, prepared.found):
+        echo(f"  the test's picture is the study's artifact {LR_RANGE} (optuna-dashboard)")
 
 
 def _print_err(line: str) -> None:
@@ -621,6 +684,9 @@ def run_job(
         n_trials=job.n_trials,
         allow_changed=job.allow_changed,
         backend=job.backend,
+        echo=(lambda line: echo(f"[{job.label}] {line}" if job.label else line))
+        if job.announce
+        else (lambda line: None),
     )
     handle = prepared.handle
     if on_prepared is not None:

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lrsearch.config import BaselineConfig, SpaceConfig
@@ -226,6 +226,27 @@ class SearchSpace:
                     )
             space.fixed_absolute[name] = overrides
             space._check_corners(family)
+        return space
+
+    def bounded(self, low: float, high: float) -> SearchSpace:
+        """This space with ``learning_rate`` searched log-uniform in ``[low, high]`` (a range
+        test's bounds, :mod:`lrsearch.rangetest`); its corners checked again.
+
+        Raises:
+            ConfigError: the study file fixes the learning rate, or the bounds are not
+                ``0 < low < high`` or give invalid schedules.
+        """
+        if self.learning_rate.is_fixed:
+            raise ConfigError(
+                f"`space.learning_rate` = {self.learning_rate.fixed!r} fixes the learning rate, "
+                "so a range test's bounds cannot apply; give a range [low, high] or drop it"
+            )
+        if not (_is_number(low) and _is_number(high) and 0 < low < high):
+            raise ConfigError(f"learning-rate bounds [{low}, {high}]: need 0 < low < high")
+        lr = Dimension("learning_rate", "float", float(low), float(high), log=True)
+        space = replace(self, learning_rate=lr)
+        for name in space.families:
+            space._check_corners(FAMILIES[name])
         return space
 
     def _check_corners(self, family: Family) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "list_studies",
     "make_pruner",
     "make_sampler",
+    "study_exists",
 ]
 
 
@@ -194,6 +195,8 @@ class StudyStatus:
     running: list[dict[str, Any]]
     failed: list[dict[str, Any]]
     best: BestTrial | None
+    lr_range: dict[str, Any] | None = None
+    """The range test's bounds the search samples ``learning_rate`` in, if stored."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -253,13 +256,16 @@ class StudyHandle:
         study_name: str | None = None,
         allow_changed: bool = False,
         baselines: list[tuple[dict[str, Any], dict[str, Any]]] = (),  # type: ignore[assignment]
+        lr_range: dict[str, Any] | None = None,
     ) -> tuple[StudyHandle, bool]:
         """Creates the study or joins the existing one of that name: ``(handle, created)``.
 
         Of several workers started at the same instant on a fresh database exactly one creates
         the study (the database's unique name constraint decides) and sets it up; the config
         is written last, and the others wait for it before they join. ``baselines`` are
-        ``(params, baseline record)`` pairs queued when the study is set up.
+        ``(params, baseline record)`` pairs queued when the study is set up; ``lr_range`` (a
+        range test's bounds, :mod:`lrsearch.rangetest`) is stored with the setup, so every
+        worker that joins searches inside it.
 
         Raises:
             ConfigError: the stored study was made from a different study file (the message
@@ -287,6 +293,7 @@ class StudyHandle:
                 fingerprint=config.fingerprint(),
                 data_fingerprint=data_fingerprint,
                 versions=_versions(),
+                lr_range=lr_range,
                 config=config.normalized(),  # last: joiners wait for it
             ).write(study)
             return handle, True
@@ -356,6 +363,11 @@ class StudyHandle:
 
         config = parse_study_config(record.config, source=f"study {self.name!r}")
         return config, record.study_file or ""
+
+    def set_lr_range(self, lr_range: dict[str, Any]) -> None:
+        """Stores a range test's learning-rate bounds: trials sampled from now on, by any
+        worker that (re)joins, search inside them."""
+        StudyRecord(lr_range=lr_range).write(self.optuna)
 
     def set_budget(self, n_trials: int) -> None:
         """Sets the study's budget of finished trials (over all workers)."""
@@ -478,6 +490,7 @@ class StudyHandle:
             running=running,
             failed=failed,
             best=self.best(),
+            lr_range=study.lr_range,
         )
 
     def summary(self, *, ran: int, seconds: float = 0.0, recycled: bool = False) -> RunSummary:
@@ -540,6 +553,16 @@ def _create_exclusively(storage: BaseStorage, name: str, direction: str) -> bool
     try:
         storage.create_new_study(directions=[StudyDirection[direction.upper()]], study_name=name)
     except optuna.exceptions.DuplicatedStudyError:
+        return False
+    return True
+
+
+def study_exists(name: str, storage_url: str | None = None) -> bool:
+    """Whether the storage holds a study ``name`` (opening it creates a missing database)."""
+    storage = open_storage(resolve_storage_url(storage_url))
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
         return False
     return True
 

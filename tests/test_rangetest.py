@@ -1,0 +1,273 @@
+"""The learning-rate range test: the curve, the range read off it, and the study that stores it.
+
+Real Keras trainings on the bundled digits and real SQLite studies; the reading of the range is
+also checked on hand-made curves.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lrsearch.cli import cli
+from lrsearch.config import load_study_file
+from lrsearch.exceptions import ConfigError, LRSearchError
+from lrsearch.objective import Objective, train
+from lrsearch.rangetest import (
+    MIN_STEPS,
+    RangeCurve,
+    centered_average,
+    default_steps,
+    find_lr,
+    range_test,
+    suggest_range,
+)
+from lrsearch.records import StudyRecord
+from lrsearch.study import StudyHandle
+from tests.helpers import PNG, tiny_study_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "studies" / "digits.toml"
+
+
+def _curve(seed: int, minimum_at: float, *, steps: int = 200, noise: float = 0.0) -> RangeCurve:
+    """A hand-made range test: a loss falling from 2.3 to its minimum at lr ``minimum_at``
+    (a parabola in log lr), then rising."""
+    lrs = [1e-6 * (1e7) ** (k / steps) for k in range(steps)]
+    rng = np.random.default_rng(seed)
+    x = np.log10(lrs) - math.log10(minimum_at)
+    loss = list(np.minimum(0.3 + 0.2 * x**2, 2.3) + noise * rng.standard_normal(steps))
+    window = steps // 20
+    return RangeCurve(
+        seed=seed, lr=lrs, loss=loss, smoothed=centered_average(loss, window=window), window=window
+    )
+
+
+def test_range_is_anchored_at_the_geometric_mean_of_the_minima() -> None:
+    curves = [_curve(0, 0.01), _curve(1, 0.04)]
+    found = suggest_range(curves, decades=2.0, steps=200, min_lr=1e-6, max_lr=10.0)
+    assert found.high == pytest.approx(0.02, rel=0.1)  # sqrt(0.01 * 0.04)
+    assert found.low == pytest.approx(found.high / 100)
+    assert found.spread == pytest.approx(4.0, rel=0.15)
+    lines = found.reasoning()
+    assert "geometric mean" in lines[1] and "upper bound" in lines[1]
+    record = found.record()
+    assert record["low"] == found.low and record["high"] == found.high
+    assert len(record["minima"]) == 2
+
+
+def test_decades_set_the_width() -> None:
+    found = suggest_range([_curve(0, 0.01)], decades=1.0, steps=200, min_lr=1e-6, max_lr=10.0)
+    assert found.high / found.low == pytest.approx(10.0)
+
+
+def test_a_loss_that_never_falls_gives_no_range() -> None:
+    lrs = [1e-6 * (1e7) ** (k / 100) for k in range(100)]
+    rng = np.random.default_rng(0)
+    loss = list(2.3 + 0.02 * rng.standard_normal(100))
+    flat = RangeCurve(
+        seed=3, lr=lrs, loss=loss, smoothed=centered_average(loss, window=5), window=5
+    )
+    assert not flat.fell
+    with pytest.raises(LRSearchError, match=r"did not fall.*seed 3.*--steps"):
+        suggest_range([_curve(0, 0.01), flat], steps=100, min_lr=1e-6, max_lr=10.0)
+
+
+def test_a_noisy_but_clear_descent_counts() -> None:
+    assert _curve(0, 0.01, noise=0.05).fell
+
+
+def test_default_steps_is_one_trial_within_limits() -> None:
+    assert default_steps(276) == 276
+    assert default_steps(5) == MIN_STEPS
+    assert default_steps(10**6) == 500
+
+
+def test_range_test_ramps_exponentially_and_stops_when_the_loss_explodes(
+    tmp_path: Path,
+) -> None:
+    config, _ = load_study_file(tiny_study_file(tmp_path, "ramp", optimizer="sgd"))
+    objective = Objective(config)
+    curve = range_test(config, objective.dataset, seed=0, steps=150, min_lr=1e-3, max_lr=1e4)
+    ratios = np.diff(np.log(curve.lr))
+    assert curve.lr[0] == pytest.approx(1e-3)
+    assert np.allclose(ratios, math.log(1e7) / 150)  # one constant factor per step
+    assert curve.exploded_at is not None  # SGD at lr 1e4 blows up before the ramp ends
+    assert len(curve.lr) < 150 and curve.lr[-1] == pytest.approx(curve.exploded_at)
+    assert len(curve.loss) == len(curve.smoothed) == len(curve.lr)
+
+
+def test_range_test_loss_is_each_batchs_own_loss(tmp_path: Path) -> None:
+    """At a tiny constant-ish learning rate the weights barely move: each batch's recovered loss
+    is its loss under the initial weights, which ``evaluate`` computes directly."""
+    import keras
+
+    config, _ = load_study_file(tiny_study_file(tmp_path, "own", optimizer="sgd", momentum=0.0))
+    objective = Objective(config)
+    data = objective.dataset
+    curve = range_test(config, data, seed=0, steps=8, min_lr=1e-12, max_lr=1e-11)
+    from lrsearch.objective import build_study_model
+
+    keras.utils.set_random_seed(0)
+    model = build_study_model(config, data)
+    model.compile(loss=config.training.loss)
+    whole = model.evaluate(data.x_train, data.y_train, verbose=0, batch_size=len(data.x_train))
+    # the batches are a shuffled partition of the training set: their mean loss over an epoch,
+    # weighted by their sizes, is the loss of the whole set
+    size = config.data.batch_size
+    per_epoch = data.steps_per_epoch(size)
+    sizes = [min(size, len(data.x_train) - size * b) for b in range(per_epoch)]
+    mean = np.average(curve.loss[:per_epoch], weights=sizes)
+    assert mean == pytest.approx(whole, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def digits_range() -> tuple[object, Objective]:
+    """One range test on the bundled digits with the default study's model (one trial's cost)."""
+    config, _ = load_study_file(DIGITS)
+    objective = Objective(config, base_dir=DIGITS.parent)
+    objective.check()
+    return find_lr(config, objective=objective), objective
+
+
+def test_digits_range_brackets_a_good_lr_and_excludes_a_diverging_one(
+    digits_range: tuple[object, Objective],
+) -> None:
+    found, objective = digits_range
+    assert found.low < found.high  # type: ignore[attr-defined]
+    config, space = objective.config, objective.space
+
+    def constant(lr: float) -> float | None:
+        point = space.point("constant", {"learning_rate": lr})
+        result = train(config, objective.dataset, point, seed=0, epochs=3)
+        return None if result.outcome == "diverged" else result.value
+
+    inside = math.sqrt(found.low * found.high) * 3  # a decade below the top: trains well
+    assert found.low < inside < found.high  # type: ignore[attr-defined]
+    good = constant(inside)
+    assert good is not None and good > 0.85
+    above = found.exploded_at or found.high * 300  # type: ignore[attr-defined]
+    assert above > found.high  # type: ignore[attr-defined]
+    bad = constant(above)
+    assert bad is None or bad < 0.5  # diverged, or far worse than inside the range
+    # the best learning rate full searches found on this study (0.016-0.024) is inside
+    assert found.low < 0.016 and 0.024 < found.high * 1.5  # type: ignore[attr-defined]
+
+
+def test_the_study_file_fixing_the_lr_is_one_line(tmp_path: Path) -> None:
+    path = tiny_study_file(tmp_path, "fixed")
+    path.write_text(path.read_text() + "learning_rate = 0.01\n")
+    config, _ = load_study_file(path)
+    with pytest.raises(ConfigError, match=r"space.learning_rate.*fixes the learning rate"):
+        find_lr(config, steps=20)
+
+
+def _run(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_find_lr_cli_suggests_a_range_and_draws_it(tmp_path: Path) -> None:
+    path = tiny_study_file(tmp_path, "cli", optimizer="adam")
+    out = tmp_path / "curve.png"
+    db = tmp_path / "x.db"
+    code, text = _run(
+        ["find-lr", str(path), "-o", str(out), "--steps", "120", "--storage", f"sqlite:///{db}"]
+    )
+    assert code == 0, text
+    low, high = map(float, re.search(r"learning_rate in \[(\S+), (\S+)\]", text).groups())
+    assert 0 < low < high and high / low == pytest.approx(100, rel=0.01)
+    assert out.read_bytes().startswith(PNG)
+    assert "--apply" in text  # how to use it
+    assert not db.exists()  # without --apply nothing is stored
+
+
+def test_find_lr_apply_stores_the_range_and_start_searches_inside_it(tmp_path: Path) -> None:
+    path = tiny_study_file(tmp_path, "applied", n_trials=4, optimizer="adam")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    code, text = _run(
+        [
+            "find-lr",
+            str(path),
+            "--apply",
+            "--steps",
+            "120",
+            "--storage",
+            url,
+            "--artifacts",
+            str(tmp_path / "art"),
+            "-o",
+            str(tmp_path / "c.png"),
+        ]
+    )
+    assert code == 0, text
+    handle = StudyHandle.open("applied", url)
+    stored = handle.record.lr_range
+    assert stored is not None and 0 < stored["low"] < stored["high"]
+    assert "lr_range.png" in text
+    from optuna.artifacts import get_all_artifact_meta
+
+    assert [m.filename for m in get_all_artifact_meta(handle.optuna)] == ["lr_range.png"]
+    code, text = _run(
+        ["start", str(path), "--storage", url, "--artifacts", "none", "--no-progress"]
+    )
+    assert code == 0, text
+    assert "learning_rate searched in" in text
+    trials = handle.optuna.get_trials()
+    assert len(trials) == 4
+    for trial in trials:
+        dist = trial.distributions["learning_rate"]
+        assert (dist.low, dist.high) == pytest.approx((stored["low"], stored["high"]))
+        assert stored["low"] <= trial.params["learning_rate"] <= stored["high"]
+    code, text = _run(["status", "applied", "--storage", url])
+    assert "learning_rate searched in" in text
+    note = StudyRecord.of(handle.optuna)
+    assert note.lr_range == stored
+
+
+def test_apply_on_a_fixed_lr_creates_nothing(tmp_path: Path) -> None:
+    path = tiny_study_file(tmp_path, "fixedcli")
+    path.write_text(path.read_text() + "learning_rate = 0.01\n")
+    db = tmp_path / "x.db"
+    code, text = _run(["find-lr", str(path), "--apply", "--storage", f"sqlite:///{db}"])
+    assert code == 2 and "Traceback" not in text
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "space.learning_rate" in errors[0]
+    assert not db.exists()  # nothing created
+
+
+def test_min_lr_above_max_lr_is_one_line(tmp_path: Path) -> None:
+    path = tiny_study_file(tmp_path, "minmax")
+    code, text = _run(["find-lr", str(path), "--min-lr", "1", "--max-lr", "0.1"])
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    assert code == 2 and len(errors) == 1 and "--min-lr" in errors[0]
+
+
+def test_start_find_lr_tests_a_new_study_once_over_two_workers(tmp_path: Path) -> None:
+    """Two worker processes started by one command: the range test runs once, before they
+    start, and every trial of both samples inside the stored range; run again, the study exists
+    and the test does not run."""
+    path = tiny_study_file(tmp_path, "twowork", n_trials=4, optimizer="adam")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    args = ["start", str(path), "--find-lr", "--workers", "2", "--storage", url]
+    args += ["--artifacts", "none", "--no-progress"]
+    code, text = _run(args)
+    assert code == 0, text
+    assert text.count("running the learning-rate range test") == 1
+    handle = StudyHandle.open("twowork", url)
+    stored = handle.record.lr_range
+    assert stored is not None
+    trials = handle.optuna.get_trials()
+    assert len(trials) == 4
+    assert all(stored["low"] <= t.params["learning_rate"] <= stored["high"] for t in trials)
+    code, text = _run([*args[:3], *args[5:], "--n-trials", "5"])  # one worker now
+    assert code == 0, text
+    assert "running the learning-rate range test" not in text
+    assert "learning_rate searched in" in text
+    assert handle.record.lr_range == stored
+    assert len(handle.optuna.get_trials()) == 5
