@@ -3,32 +3,36 @@
 :func:`range_test` trains the study's model on its data once, the learning rate rising
 exponentially from ``min_lr`` to ``max_lr`` over ``steps`` batches (Keras's own
 ``ExponentialDecay`` with a rate above 1), and records each batch's own loss
-(:class:`~lrsearch.divergence.DivergenceWatch` recovers it from Keras's running mean) and its
-smoothed value (an exponential moving average, bias-corrected). It stops once the smoothed loss
-exceeds :data:`EXPLODED` times its best, or a loss is NaN/inf.
+(:class:`~lrsearch.divergence.DivergenceWatch` recovers it from Keras's running mean). It stops
+once a short moving average of the loss exceeds :data:`EXPLODED` times its best, or a loss is
+NaN/inf. The curve read afterwards is smoothed by a centred average (:func:`centered_average`),
+which, unlike a moving average, does not shift the minimum to later, larger learning rates.
 
 :func:`suggest_range` reads the bounds off several such curves (one per seed). The single points
 usually read off one curve are unstable from run to run: measured on the bundled digits MLP
 (docs/benchmarks.md), the steepest descent moved over four decades between seeds and "where the
 loss starts falling" over three, while the learning rate at the smoothed loss's minimum moved by
-1.4x. So the range is anchored there:
+1.3x. So the range is anchored there:
 
-- ``high``: the learning rate at the minimum of the smoothed loss, averaged over the seeds in log
-  space (the geometric mean). Beyond it a constant learning rate stops improving the loss within
-  the test and then drives it up: a schedule's peak above it risks diverging.
-- ``low``: ``high`` divided by ``10 ** decades`` (two decades by default). A range test ramps
-  fast, so the best peak of a full training sits well below ``high``; the search's log-uniform
-  sampling then spends as many trials on each decade below it.
+- the *anchor* is the learning rate at the minimum of the smoothed loss, averaged over the seeds
+  in log space (the geometric mean). Beyond it a constant learning rate stops improving the loss
+  within the test, and then drives it up.
+- ``high`` is :data:`HEADROOM` times the anchor, and at most half the learning rate at which the
+  loss exploded. A schedule warms up and anneals, so its best *peak* can sit above the constant
+  rate that stopped improving the loss: the best peak learning rates of full searches on the
+  bundled studies (default and 100x wider ranges) sat at 0.34x to 1.65x the anchor.
+- ``low`` is ``high`` divided by ``10 ** decades`` (two decades by default): the search's
+  log-uniform sampling spends as many trials on each decade below ``high``.
 
-Learning rates from ``high`` up to where the loss exploded are outside the range, and the
-explosion point is reported. A test in which the loss never fell clearly (by
-:data:`MIN_DROP` of its starting value) gives no range: it is an error that says so.
+The explosion point is reported and excluded. A test in which the loss never fell clearly (by
+:data:`MIN_DROP` of its starting value, and well above its noise) gives no range: it is an
+error that says so.
 
     >>> from lrsearch.config import load_study_file
     >>> config, _ = load_study_file("studies/digits.toml")  # doctest: +SKIP
     >>> found = find_lr(config, seeds=3)  # doctest: +SKIP
     >>> found.low, found.high  # doctest: +SKIP
-    (0.0025, 0.25)
+    (0.00087, 0.087)
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPLODED",
+    "HEADROOM",
     "MIN_DROP",
     "LRRange",
     "RangeCurve",
@@ -65,6 +70,8 @@ SMOOTHING = 0.9
 fastai's and Lightning's 0.98 lags fifty, far past the explosion on a test of a few hundred)."""
 EXPLODED = 4.0
 """The test stops once that moving average exceeds this many times its best value."""
+HEADROOM = 3.0
+"""The range's top is this many times the anchor (half a decade; see the module docstring)."""
 MIN_DROP = 0.01
 """A test gives bounds only if the smoothed loss fell by this fraction of its start value, and
 by :data:`NOISE_UNITS` times the smoothed curve's own noise."""
@@ -147,6 +154,8 @@ class LRRange:
 
     low: float
     high: float
+    anchor: float
+    """The learning rate at the smoothed loss's minimum (the geometric mean over the seeds)."""
     decades: float
     steps: int
     min_lr: float
@@ -177,23 +186,27 @@ class LRRange:
         steepest = ", ".join(f"{c.steepest():.3g}" for c in self.curves)
         exploded = self.exploded_at
         if seeds == 1:
-            lowest = f"the smoothed loss is lowest at lr {minima}: the upper bound"
+            lowest = f"the smoothed loss is lowest at lr {minima}"
         else:
             lowest = (
-                f"the smoothed loss is lowest at lr {minima} (spread {self.spread:.2g}x); "
-                f"their geometric mean {self.high:.3g} is the upper bound"
+                f"the smoothed loss is lowest at lr {minima} (spread {self.spread:.2g}x), "
+                f"{self.anchor:.3g} on average (log space)"
             )
+        capped = exploded is not None and self.high < HEADROOM * self.anchor
+        top = "half where the loss exploded" if capped else f"{HEADROOM:g}x that"
         lines = [
             f"range test: {seeds} seed{'s' if seeds != 1 else ''} x {self.steps} steps, lr "
             f"{self.min_lr:.3g} -> {self.max_lr:.3g} (exponential), {self.seconds:.0f} s",
-            lowest + ": above it the loss stops improving",
+            lowest + ": beyond it a constant rate stops improving the loss",
             (
                 f"the loss exploded (>{EXPLODED:g}x its best) at lr {exploded:.3g}: excluded"
                 if exploded is not None
                 else "the loss did not explode within the test"
             ),
-            f"the lower bound is {self.decades:g} decades below: {self.low:.3g} (the steepest "
-            f"descent, at {steepest}, is not used: it moved over decades between seeds in our "
+            f"upper bound {self.high:.3g} ({top}: a schedule's warmup and decay let its peak "
+            "go above the constant rate)",
+            f"lower bound {self.low:.3g}, {self.decades:g} decades below (the steepest descent, "
+            f"at {steepest}, is not used: it moved over decades between seeds in our "
             "measurements)",
         ]
         return lines
@@ -203,6 +216,8 @@ class LRRange:
         return {
             "low": self.low,
             "high": self.high,
+            "anchor": self.anchor,
+            "headroom": HEADROOM,
             "decades": self.decades,
             "steps": self.steps,
             "min_lr": self.min_lr,
@@ -333,10 +348,13 @@ def suggest_range(
             f"{max(MIN_DROP, NOISE_UNITS * worst.noise):.1%}); give the test more steps "
             "(--steps) or a narrower ramp (--min-lr/--max-lr)"
         )
-    high = float(math.exp(np.mean([math.log(c.lr_at_min) for c in curves])))
+    anchor = float(math.exp(np.mean([math.log(c.lr_at_min) for c in curves])))
+    exploded = [c.exploded_at for c in curves if c.exploded_at is not None]
+    high = min([anchor * HEADROOM, *(e / 2 for e in exploded)])
     return LRRange(
         low=high / 10**decades,
         high=high,
+        anchor=anchor,
         decades=decades,
         steps=steps,
         min_lr=min_lr,
