@@ -539,15 +539,20 @@ class StudyHandle:
         from optuna.trial import TrialState
 
         storage = storage_of(self.optuna)
-        for row in queries.replicate_rows(storage, study_id(self.optuna)):
-            if row.state != "WAITING":
+        # read as ask() reads them: through the storage, so that a worker's cache knows them
+        waiting = storage.get_all_trials(
+            study_id(self.optuna), deepcopy=False, states=(TrialState.WAITING,)
+        )
+        for frozen in waiting:
+            if not TrialRecord.of(frozen).replicate:
                 continue
+            tid = trial_id(frozen)
             try:
-                if not storage.set_trial_state_values(row.trial_id, state=TrialState.RUNNING):
+                if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
-            return optuna.Trial(self.optuna, row.trial_id)
+            return optuna.Trial(self.optuna, tid)
         return None
 
     def requeue_interrupted(self, trial: optuna.Trial | None) -> int | None:
