@@ -1035,6 +1035,9 @@ def _sql_replicate_rows(conn: Connection, study_id: int) -> list[ReplicateRow]:
         .order_by(trial.number)
     ):
         found = attrs.get(trial_id, {})
+        source = _first(found, _REPLICATE_KEYS)
+        if source is None:  # queued between the two reads: the next call sees it
+            continue
         seed = _first(found, _SEED_KEYS)
         rows.append(
             ReplicateRow(
@@ -1042,7 +1045,7 @@ def _sql_replicate_rows(conn: Connection, study_id: int) -> list[ReplicateRow]:
                 trial_id=trial_id,
                 state=state.name,
                 value=None if value_type is None else to_value(raw, value_type),
-                source=int(_first(found, _REPLICATE_KEYS)),
+                source=int(source),
                 seed=None if seed is None else int(seed),
             )
         )
