@@ -263,6 +263,7 @@ def study_note(study: optuna.Study, metric: str) -> str:
             + ", ".join(f"{v:.3g}" for v in lr_range.get("minima", []))
             + f"; `{LR_RANGE}` shows the test).",
         ]
+    lines += confirm_lines(handle, metric)
     lines += [
         "",
         "Each trial has `lr_curve.png`, `learning_curve.png` and `history.csv` as artifacts; "
@@ -277,6 +278,31 @@ def study_note(study: optuna.Study, metric: str) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def confirm_lines(handle: StudyHandle, metric: str) -> list[str]:
+    """The note's ``lrsearch confirm`` section, from the stored replicates (none without)."""
+    if not handle.counts(replicates=True):
+        return []
+    from lrsearch.confirm import params_text, summarize
+
+    result = summarize(handle)
+    lines = [
+        "",
+        f"### Confirmed: {metric} over fresh seeds (lrsearch confirm)",
+        "",
+        "Per configuration: its trial's value and its replicates' (same schedule, new seed).",
+        "",
+        "| rank | trial | family | n | mean ± sd | min..max | params |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in result.configs:
+        sd = f"{c.sd:.4f}" if c.sd is not None else "-"
+        lines.append(
+            f"| {c.rank} | #{c.source} | {c.family} | {c.n} | {c.mean:.4f} ± {sd} | "
+            f"{min(c.values):.4f}..{max(c.values):.4f} | {params_text(c.params)} |"
+        )
+    return [*lines, "", f"**Verdict:** {result.verdict.text}"]
 
 
 def _title(schedule: dict[str, Any], number: int) -> str:

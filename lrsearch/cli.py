@@ -93,6 +93,7 @@ def cli() -> None:
       lrsearch start studies/digits.toml      # run the default study (SQLite)
       lrsearch status digits-mlp              # how it is going
       lrsearch best digits-mlp --json         # the winning schedule
+      lrsearch confirm digits-mlp             # the top 3 again with fresh seeds
       lrsearch schedules                      # the schedule families
       lrsearch schedules plot onecycle --learning-rate 0.1 -o onecycle.png
     """
@@ -614,6 +615,9 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     if info["lr_range"]:
         low, high = info["lr_range"]["low"], info["lr_range"]["high"]
         click.echo(f"learning_rate searched in [{low:.3g}, {high:.3g}] (a range test's, find-lr)")
+    if info["replicates"]:
+        replicated = ", ".join(f"{v} {k}" for k, v in sorted(info["replicates"].items()))
+        click.echo(f"replicates (lrsearch confirm; not in the budget): {replicated}")
     if info["best_per_family"]:
         click.echo("best per family:")
         for family, b in info["best_per_family"].items():
@@ -803,6 +807,88 @@ def retrain(
         f"trial #{r.trial} ({r.family}, seed {r.seed}) trained {r.epochs} epochs: {value}; "
         f"saved {r.path}"
     )
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many of the best configurations (distinct schedules) to train again.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1, max=100),
+    default=3,
+    show_default=True,
+    help="Fresh seeds per configuration (replicates already trained are kept).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["tensorflow", "jax"]),
+    default=None,
+    help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (lines still print).")
+@_storage_option
+@_artifacts_option
+def confirm(
+    name: str,
+    top: int,
+    seeds: int,
+    workers: int,
+    backend: str | None,
+    as_json: bool,
+    no_progress: bool,
+    storage: str | None,
+    artifacts: str | None,
+) -> None:
+    """Train study NAME's best configurations again with fresh seeds, and test the winner.
+
+    Each of the --top best complete trials with distinct schedules gets --seeds
+    replicates: trials of the same study that train its exact schedule with a
+    new seed (marked lrsearch.replicate_of; not counted against the budget).
+    Per configuration the sample is the trial's value plus its replicates';
+    the table shows n, mean ± sd and min..max, and the verdict says whether the
+    best (by mean) is distinguishable from the runner-up: Welch's t-test,
+    one-sided, p < 0.05. Running it again, or on several machines at once,
+    trains each replicate once.
+
+    \b
+    Examples:
+      lrsearch confirm digits-mlp                       # top 3, 3 fresh seeds each
+      lrsearch confirm digits-mlp --top 2 --seeds 5 --workers 2
+      lrsearch confirm digits-mlp --json
+    """
+    from lrsearch.confirm import confirm as run_confirm
+    from lrsearch.confirm import format_text
+
+    result = run_confirm(
+        name,
+        storage_url=storage,
+        top=top,
+        seeds=seeds,
+        workers=workers,
+        backend=backend,
+        progress=not no_progress,
+        echo=lambda line: click.echo(line, err=as_json),
+        echo_err=lambda line: click.echo(line, err=True),
+        artifacts=artifacts,
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(format_text(result))
 
 
 @cli.command()

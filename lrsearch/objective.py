@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "DuplicateReplicate",
     "Objective",
     "TrainResult",
     "Waiting",
@@ -395,6 +396,17 @@ def train(
     )
 
 
+class DuplicateReplicate(Exception):
+    """A replicate that another process queued at the same instant as a lower-numbered trial
+    (same source, same seed): :meth:`Objective.begin` records ``duplicate_of`` on it and raises
+    this before any training; the runner ends it FAIL, not as a failure of the study."""
+
+    def __init__(self, number: int, of: int) -> None:
+        super().__init__(f"trial #{number} is the same replicate as trial #{of}: not trained")
+        self.number = number
+        self.of = of
+
+
 @dataclass(frozen=True)
 class Waiting:
     """A trial asked for a pack whose family trains with its own optimizer (``schedule_free``),
@@ -508,8 +520,14 @@ class Objective:
             keras.backend.clear_session()
 
     def point_for(self, trial: optuna.Trial) -> SchedulePoint:
-        """The trial's schedule: a stored baseline, or a fresh sample from the space."""
-        baseline = TrialRecord.of(trial).baseline
+        """The trial's schedule: a replicate's source trial's stored schedule, a stored
+        baseline, or a fresh sample from the space."""
+        record = TrialRecord.of(trial)
+        if record.replicate_of is not None:
+            point = SchedulePoint.from_record(TrialRecord.of(_study_trial(trial, record)))
+            self.space.replay(trial, point)
+            return point
+        baseline = record.baseline
         if baseline is None:
             return self.space.suggest(trial)
         point = self.space.point(baseline["family"], baseline["relative"], baseline["absolute"])
@@ -540,7 +558,18 @@ class Objective:
         return (self.config.study.seed + number) % 2**32
 
     def begin(self, trial: optuna.Trial) -> tuple[SchedulePoint, int]:
-        """Samples (or replays) the trial's schedule, records it with the seed; returns both."""
+        """Samples (or replays) the trial's schedule, records it with the seed; returns both.
+
+        Raises:
+            DuplicateReplicate: the trial is a replicate that a lower-numbered trial, not
+                failed, already is (recorded as ``duplicate_of``; nothing else is written).
+        """
+        record = TrialRecord.of(trial)
+        if record.replicate_of is not None:
+            twin = _twin_of(trial, record)
+            if twin is not None:
+                TrialRecord(duplicate_of=twin).write(trial)
+                raise DuplicateReplicate(trial.number, twin)
         point = self.point_for(trial)
         seed = self._seed(trial)
         TrialRecord(
@@ -556,9 +585,14 @@ class Objective:
     def reporter(self, trial: optuna.Trial) -> Callable[[float, int], bool]:
         """``report(value, epoch) -> prune?``: the epoch's value to the trial, the pruner asked."""
 
+        replicate = TrialRecord.of(trial).replicate
+
         def report(value: float, epoch: int) -> bool:
             trial.report(value, epoch)
-            # pruning after the last epoch would save nothing and hide a finished result
+            # pruning after the last epoch would save nothing and hide a finished result; a
+            # replicate measures its configuration's spread: it always trains to the end
+            if replicate:
+                return False
             return epoch < self.config.training.epochs and bool(trial.should_prune())
 
         return report
@@ -658,6 +692,41 @@ class Objective:
             self._packer = calibration.trainer  # compiled already: the first trial reuses it
         return calibration.size, calibration.line()
 
+    def run_one_by_one(
+        self,
+        ask: Callable[[], optuna.Trial | None],
+        tell: Callable[[optuna.Trial, float | BaseException], None],
+    ) -> int:
+        """Trains the trials ``ask`` gives one after the other, unpacked, and ``tell``s each
+        outcome as :meth:`run_packed` does (a value, the ``optuna.TrialPruned`` or the error,
+        recorded on the trial, that ended it); returns how many it trained. For a runner that
+        takes queued trials only (``lrsearch confirm`` on a model that cannot pack).
+
+        Raises:
+            KeyboardInterrupt: after marking the running trial interrupted.
+        """
+        import optuna
+
+        trained = 0
+        while (trial := ask()) is not None:
+            self.current_trials = [trial]
+            self.current_trial = trial
+            outcome: float | BaseException
+            try:
+                outcome = self(trial)
+                trained += 1
+            except (optuna.TrialPruned, DuplicateReplicate) as exc:
+                trained += not isinstance(exc, DuplicateReplicate)
+                outcome = exc
+            except Exception as exc:  # noqa: BLE001 - recorded on its trial alone
+                text = describe_trial_error(exc, self.base_dir)
+                TrialRecord(error=text).write(trial)
+                outcome = RuntimeError(text)
+                trained += 1
+            self.current_trials = []
+            tell(trial, outcome)
+        return trained
+
     def run_packed(
         self,
         ask: Callable[[], optuna.Trial | None],
@@ -692,7 +761,12 @@ class Objective:
             if trial is None:
                 return None
             self.current_trials.append(trial)
-            point, seed = self.begin(trial)
+            try:
+                point, seed = self.begin(trial)
+            except DuplicateReplicate as exc:
+                self.current_trials.remove(trial)
+                tell(trial, exc)  # ended without training; the pack asks the next one
+                return next_entry()
             if not FAMILIES[point.family].packs:  # its own optimizer: it trains alone
                 self.waiting.append(Waiting(trial, point, seed))
                 return None  # the pack takes no more trials this run: it does not wait long
@@ -729,6 +803,44 @@ class Objective:
             for trial in self.current_trials:
                 TrialRecord(interrupted=True).write(trial)
             raise
+
+
+def _study_trial(trial: optuna.Trial, record: TrialRecord) -> optuna.trial.FrozenTrial:
+    """A replicate's source trial, read from the storage.
+
+    Raises:
+        ConfigError: the study has no such trial, or it has no recorded schedule.
+    """
+    from lrsearch._optuna import storage_of, study_id
+    from lrsearch.queries import trial_id_of
+
+    storage = storage_of(trial.study)
+    found = trial_id_of(storage, study_id(trial.study), int(record.replicate_of or 0))
+    if found is None:
+        raise ConfigError(
+            f"trial #{trial.number} replicates trial #{record.replicate_of}, which does not exist"
+        )
+    return storage.get_trial(found)
+
+
+def _twin_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
+    """The lowest-numbered other trial that is the same replicate as ``trial`` (same source and
+    seed) and did not fail, if it has a lower number than ``trial``; else ``None``.
+
+    Two ``lrsearch confirm`` processes that queue the missing replicates at the same instant
+    can both queue one; the first one popped whose twin is lower-numbered is not trained, so
+    each replicate trains once (a twin that failed, e.g. a stale trial's retry, does not count).
+    """
+    from lrsearch._optuna import storage_of, study_id
+    from lrsearch.queries import replicate_rows
+
+    for row in replicate_rows(storage_of(trial.study), study_id(trial.study)):
+        if row.number >= trial.number:
+            break
+        same = row.source == record.replicate_of and row.seed == record.seed
+        if same and row.state != "FAIL":
+            return row.number
+    return None
 
 
 def _json_safe(history: dict[str, list[float]]) -> dict[str, list[float | None]]:

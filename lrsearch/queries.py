@@ -65,10 +65,12 @@ __all__ = [
     "KNOWN_SCHEMA_VERSIONS",
     "FamilyBest",
     "FamilyStats",
+    "ReplicateRow",
     "StudyRow",
     "TrialRow",
     "family_bests",
     "family_stats",
+    "replicate_rows",
     "state_counts",
     "study_rows",
     "trial_id_of",
@@ -86,6 +88,8 @@ all report ``v3.2.0.a``). Any other revision is read through Optuna's public API
 _FIXED_PARAMS = "fixed_params"  # Optuna's system attribute on an enqueued trial
 _DIVERGED = "diverged"
 _OUTCOME_KEYS = stored_names(TrialRecord, "outcome")
+_REPLICATE_KEYS = stored_names(TrialRecord, "replicate_of")
+_SEED_KEYS = stored_names(TrialRecord, "seed")
 _T = TypeVar("_T")
 
 
@@ -115,11 +119,30 @@ class TrialRow:
     """The intermediate value at the largest step (NaN kept as NaN)."""
     datetime_start: datetime.datetime | None
     """Local naive time, as in Optuna's ``FrozenTrial``."""
+    replicate_of: int | None = None
+    """A replicate's source trial (:attr:`lrsearch.records.TrialRecord.replicate_of`)."""
 
     @property
     def finished(self) -> bool:
         """COMPLETE, PRUNED or FAIL."""
         return self.state in ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicateRow:
+    """One replicate trial (``lrsearch confirm``): its source trial and seed, state and value.
+
+    Example:
+        >>> ReplicateRow(12, 13, "COMPLETE", 0.95, source=3, seed=4294964295).source
+        3
+    """
+
+    number: int
+    trial_id: int
+    state: str
+    value: float | None
+    source: int
+    seed: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,20 +276,42 @@ def family_bests(storage: BaseStorage, study_id: int, *, maximize: bool) -> list
     return _run(rdb, lambda conn: _sql_family_bests(conn, study_id, maximize))
 
 
-def state_counts(storage: BaseStorage, study_id: int) -> dict[str, int]:
-    """Trials per lowercase state name, diverged trials as ``"diverged"`` instead of ``"pruned"``.
+def state_counts(
+    storage: BaseStorage, study_id: int, *, replicates: bool = False
+) -> dict[str, int]:
+    """Search trials per lowercase state name, diverged trials as ``"diverged"`` instead of
+    ``"pruned"``; with ``replicates``, the replicate trials instead (``lrsearch confirm``).
 
+    A trial is a replicate when it carries ``replicate_of`` (from the moment it is queued), so
+    the study's budget, which these counts measure, never counts a replicate in any state.
     States without a trial are left out. On a known RDB schema: two ``GROUP BY``/``COUNT``
     queries, no trial rows transferred.
 
     Example:
         >>> state_counts(storage, study_id)  # doctest: +SKIP
         {'complete': 40, 'pruned': 12, 'diverged': 3, 'fail': 1, 'running': 2}
+        >>> state_counts(storage, study_id, replicates=True)  # doctest: +SKIP
+        {'complete': 9}
     """
     rdb = _known_rdb(storage)
     if rdb is None:
-        return _api_state_counts(storage, study_id)
-    return _run(rdb, lambda conn: _sql_state_counts(conn, study_id))
+        return _api_state_counts(storage, study_id, replicates)
+    return _run(rdb, lambda conn: _sql_state_counts(conn, study_id, replicates))
+
+
+def replicate_rows(storage: BaseStorage, study_id: int) -> list[ReplicateRow]:
+    """Every replicate trial of the study (any state), by trial number, with source and seed.
+
+    On a known RDB schema: two queries, touching the replicates' rows only.
+
+    Example:
+        >>> [(r.number, r.source, r.state) for r in replicate_rows(storage, sid)]  # doctest: +SKIP
+        [(40, 17, 'COMPLETE'), (41, 17, 'RUNNING')]
+    """
+    rdb = _known_rdb(storage)
+    if rdb is None:
+        return _api_replicate_rows(storage, study_id)
+    return _run(rdb, lambda conn: _sql_replicate_rows(conn, study_id))
 
 
 def trial_id_of(storage: BaseStorage, study_id: int, number: int) -> int | None:
@@ -316,8 +361,10 @@ def family_stats(rows: Sequence[TrialRow], *, maximize: bool) -> list[FamilyStat
     """Per-family counts, best and median, the best family first.
 
     Families rank by their best complete value, then by their median; families without a
-    complete trial with a finite value come last; ties go by name. Rows without a family are
-    left out. ``status``, ``compare`` and the study note all summarize families with this.
+    complete trial with a finite value come last; ties go by name. Rows without a family and
+    replicates (``lrsearch confirm``'s re-runs, which would weigh the top configurations
+    several times) are left out. ``status``, ``compare`` and the study note all summarize
+    families with this.
 
     Example:
         >>> rows = [
@@ -330,7 +377,7 @@ def family_stats(rows: Sequence[TrialRow], *, maximize: bool) -> list[FamilyStat
     """
     stats: dict[str, FamilyStats] = {}
     for row in rows:
-        if row.family is None:
+        if row.family is None or row.replicate_of is not None:
             continue
         s = stats.get(row.family)
         if s is None:
@@ -453,6 +500,14 @@ def _diverged(state: str, outcome_attrs: dict[str, Any]) -> bool:
     return False
 
 
+def _first(attrs: dict[str, Any], names: Sequence[str]) -> Any:
+    """The value of the first of ``names`` present in ``attrs`` (as TrialRecord reads it)."""
+    for name in names:
+        if name in attrs:
+            return attrs[name]
+    return None
+
+
 def _best(values: Iterable[float], maximize: bool) -> float | None:
     values = list(values)
     if not values:
@@ -495,6 +550,7 @@ def _api_trial_rows(
             family = _family_text((t.system_attrs.get(_FIXED_PARAMS) or {}).get(FAMILY_PARAM))
         steps = t.intermediate_values
         outcome = {k: t.user_attrs[k] for k in _OUTCOME_KEYS if k in t.user_attrs}
+        source = _first(t.user_attrs, _REPLICATE_KEYS)
         rows.append(
             TrialRow(
                 number=t.number,
@@ -505,6 +561,7 @@ def _api_trial_rows(
                 diverged=_diverged(t.state.name, outcome),
                 last_intermediate=float(steps[max(steps)]) if steps else None,
                 datetime_start=t.datetime_start,
+                replicate_of=None if source is None else int(source),
             )
         )
     rows.sort(key=lambda r: r.number)
@@ -520,11 +577,35 @@ def _api_family_bests(storage: BaseStorage, study_id: int, *, maximize: bool) ->
     ]
 
 
-def _api_state_counts(storage: BaseStorage, study_id: int) -> dict[str, int]:
+def _api_state_counts(
+    storage: BaseStorage, study_id: int, replicates: bool = False
+) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for row in _api_trial_rows(storage, study_id):
-        counts[_DIVERGED if row.diverged else row.state.lower()] += 1
+        if (row.replicate_of is not None) == replicates:
+            counts[_DIVERGED if row.diverged else row.state.lower()] += 1
     return _ordered_counts(counts)
+
+
+def _api_replicate_rows(storage: BaseStorage, study_id: int) -> list[ReplicateRow]:
+    rows = []
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        source = _first(t.user_attrs, _REPLICATE_KEYS)
+        if source is None:
+            continue
+        seed = _first(t.user_attrs, _SEED_KEYS)
+        rows.append(
+            ReplicateRow(
+                number=t.number,
+                trial_id=_optuna.trial_id(t),
+                state=t.state.name,
+                value=float(t.values[0]) if t.values else None,
+                source=int(source),
+                seed=None if seed is None else int(seed),
+            )
+        )
+    rows.sort(key=lambda r: r.number)
+    return rows
 
 
 def _api_study_rows(storage: BaseStorage) -> list[StudyRow]:
@@ -693,6 +774,18 @@ def _sql_trial_rows(
         trial_id: (json.loads(value_json) or {}).get(FAMILY_PARAM)
         for trial_id, value_json in conn.execute(fixed_query).all()
     }
+    # Replicates (lrsearch confirm): the few trials that carry a source trial.
+    replicate_query = (
+        select(user.trial_id, user.value_json)
+        .join(trial, trial.trial_id == user.trial_id)
+        .where(trial.study_id == study_id)
+        .where(user.key.in_(_REPLICATE_KEYS))
+        .where(in_states)
+    )
+    sources = {
+        trial_id: int(json.loads(value_json))
+        for trial_id, value_json in conn.execute(replicate_query).all()
+    }
     to_value = value.stored_repr_to_value
     to_intermediate = inter.stored_repr_to_intermediate_value
     family_of = _FamilyOf()
@@ -725,6 +818,7 @@ def _sql_trial_rows(
                     None if inter_type is None else to_intermediate(raw_inter, inter_type)
                 ),
                 datetime_start=to_local(start),
+                replicate_of=sources.get(trial_id),
             )
         )
     return rows if last is None else rows[::-1]
@@ -777,8 +871,8 @@ def _sql_family_bests(conn: Connection, study_id: int, maximize: bool) -> list[F
     finite = value.TrialValueType.FINITE
 
     def complete(*columns: Any, with_family: bool = True) -> Any:
-        """``columns`` of the study's complete trials with a finite value (objective 0) and,
-        if ``with_family``, a ``family`` parameter."""
+        """``columns`` of the study's complete search trials (not replicates) with a finite
+        value (objective 0) and, if ``with_family``, a ``family`` parameter."""
         query = (
             select(*columns)
             .select_from(trial)
@@ -786,6 +880,7 @@ def _sql_family_bests(conn: Connection, study_id: int, maximize: bool) -> list[F
             .where(trial.study_id == study_id)
             .where(trial.state == TrialState.COMPLETE)
             .where(value.value_type == finite)
+            .where(~_sql_is_replicate(trial))
         )
         if with_family:
             query = query.join(
@@ -857,7 +952,16 @@ def _sql_family_bests(conn: Connection, study_id: int, maximize: bool) -> list[F
     return [FamilyBest(f, found[f].best, found[f].best_trial) for f in ranked]
 
 
-def _sql_diverged_count(trial: Any, user: Any, study_id: int) -> Any:
+def _sql_is_replicate(trial: Any) -> Any:
+    """SQL: whether ``trial`` carries a source trial (a replicate, ``lrsearch confirm``)."""
+    from sqlalchemy import exists
+    from sqlalchemy.orm import aliased
+
+    attr = aliased(_models().TrialUserAttributeModel)
+    return exists().where(attr.trial_id == trial.trial_id, attr.key.in_(_REPLICATE_KEYS))
+
+
+def _sql_diverged_count(trial: Any, user: Any, study_id: int, replicates: bool) -> Any:
     """SQL: the number of the study's PRUNED trials whose outcome is "diverged", legacy names
     read as TrialRecord reads them (the first stored name present wins).
 
@@ -877,6 +981,7 @@ def _sql_diverged_count(trial: Any, user: Any, study_id: int) -> Any:
         .join(trial, trial.trial_id == user.trial_id)
         .where(trial.study_id == study_id)
         .where(trial.state == TrialState.PRUNED)
+        .where(_sql_is_replicate(trial) if replicates else ~_sql_is_replicate(trial))
         .where(user.key.in_(names))
         .group_by(user.trial_id)
         .having(func.min(priority) == func.min(case((user.value_json == diverged, priority))))
@@ -885,7 +990,7 @@ def _sql_diverged_count(trial: Any, user: Any, study_id: int) -> Any:
     return select(func.count()).select_from(per_trial)
 
 
-def _sql_state_counts(conn: Connection, study_id: int) -> dict[str, int]:
+def _sql_state_counts(conn: Connection, study_id: int, replicates: bool) -> dict[str, int]:
     from sqlalchemy import func, select
 
     m = _models()
@@ -894,14 +999,57 @@ def _sql_state_counts(conn: Connection, study_id: int) -> dict[str, int]:
     by_state = (
         select(trial.state, func.count(trial.trial_id))
         .where(trial.study_id == study_id)
+        .where(_sql_is_replicate(trial) if replicates else ~_sql_is_replicate(trial))
         .group_by(trial.state)
     )
     for state, count in conn.execute(by_state):
         counts[state.name.lower()] += int(count)
-    diverged = conn.execute(_sql_diverged_count(trial, user, study_id)).scalar_one()
+    diverged = conn.execute(_sql_diverged_count(trial, user, study_id, replicates)).scalar_one()
     counts["pruned"] -= int(diverged)
     counts[_DIVERGED] += int(diverged)
     return _ordered_counts(counts)
+
+
+def _sql_replicate_rows(conn: Connection, study_id: int) -> list[ReplicateRow]:
+    from sqlalchemy import and_, select
+
+    m = _models()
+    trial, value, user = m.TrialModel, m.TrialValueModel, m.TrialUserAttributeModel
+    attrs: dict[int, dict[str, Any]] = {}
+    is_replicate = _sql_is_replicate(trial)
+    for trial_id, key, value_json in conn.execute(
+        select(user.trial_id, user.key, user.value_json)
+        .join(trial, trial.trial_id == user.trial_id)
+        .where(trial.study_id == study_id)
+        .where(user.key.in_(_REPLICATE_KEYS + _SEED_KEYS))
+        .where(is_replicate)
+    ):
+        attrs.setdefault(trial_id, {})[key] = json.loads(value_json)
+    to_value = value.stored_repr_to_value
+    rows = []
+    for trial_id, number, state, raw, value_type in conn.execute(
+        select(trial.trial_id, trial.number, trial.state, value.value, value.value_type)
+        .outerjoin(value, and_(value.trial_id == trial.trial_id, value.objective == 0))
+        .where(trial.study_id == study_id)
+        .where(is_replicate)
+        .order_by(trial.number)
+    ):
+        found = attrs.get(trial_id, {})
+        source = _first(found, _REPLICATE_KEYS)
+        if source is None:  # queued between the two reads: the next call sees it
+            continue
+        seed = _first(found, _SEED_KEYS)
+        rows.append(
+            ReplicateRow(
+                number=number,
+                trial_id=trial_id,
+                state=state.name,
+                value=None if value_type is None else to_value(raw, value_type),
+                source=int(source),
+                seed=None if seed is None else int(seed),
+            )
+        )
+    return rows
 
 
 def _sql_study_rows(conn: Connection) -> list[StudyRow]:

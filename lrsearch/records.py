@@ -142,6 +142,14 @@ class TrialRecord(_Record):
     shuffle_epoch: int | None = _key("shuffle_epoch")
     """The pack's epoch (0-based) a packed trial joined at: it saw ``shuffle_seed``'s batch
     order from that epoch on (0: from the pack's start)."""
+    replicate_of: int | None = _key("replicate_of")
+    """The number of the trial whose configuration this one trains again with a fresh seed
+    (``lrsearch confirm``, :mod:`lrsearch.confirm`): it trains exactly that trial's stored
+    schedule, is never pruned, and is not counted against the study's budget. A replicate is
+    known by its source and its seed; set from the moment it is queued."""
+    duplicate_of: int | None = _key("duplicate_of")
+    """On a replicate ended FAIL without training: the lower-numbered trial that is the same
+    replicate (same source and seed), queued by another process at the same instant."""
 
     #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
     OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"
@@ -156,13 +164,23 @@ class TrialRecord(_Record):
         return cls.from_attrs(trial.user_attrs)
 
     def carried(self, retry_of: int) -> TrialRecord:
-        """What a queued re-run of this trial carries: its seed and baseline, and which trial
-        it repeats (the same experiment: the same seed)."""
-        return TrialRecord(seed=self.seed, baseline=self.baseline, retry_of=retry_of)
+        """What a queued re-run of this trial carries: its seed, baseline and source (a
+        replicate's), and which trial it repeats (the same experiment: the same seed)."""
+        return TrialRecord(
+            seed=self.seed,
+            baseline=self.baseline,
+            retry_of=retry_of,
+            replicate_of=self.replicate_of,
+        )
 
     @property
     def diverged(self) -> bool:
         return self.outcome == "diverged"
+
+    @property
+    def replicate(self) -> bool:
+        """A replicate of another trial (:attr:`replicate_of`), not a search trial."""
+        return self.replicate_of is not None
 
 
 def family_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> str | None:

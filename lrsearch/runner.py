@@ -27,7 +27,7 @@ from lrsearch._imports import check_backend, import_keras, select_backend
 from lrsearch._optuna import quiet_logs
 from lrsearch.config import StudyConfig, parse_study_config
 from lrsearch.exceptions import Interrupted, LRSearchError
-from lrsearch.objective import Objective, describe_trial_error
+from lrsearch.objective import DuplicateReplicate, Objective, describe_trial_error
 from lrsearch.records import TrialRecord, family_of
 from lrsearch.storage import mask_url, resolve_storage_url
 from lrsearch.study import BestTrial, RunSummary, StudyHandle, make_sampler, study_exists
@@ -69,7 +69,9 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
         if key != "learning_rate":
             parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     state = trial.state.name
-    if record.diverged:
+    if record.duplicate_of is not None:
+        result = f"SKIPPED: the same replicate as #{record.duplicate_of}, queued at once"
+    elif record.diverged:
         result = f"DIVERGED at step {record.diverged_at_step}"
     elif state == "PRUNED":
         result = f"PRUNED after epoch {record.epochs_run if record.epochs_run else '?'}"
@@ -83,6 +85,8 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
     seconds = record.train_seconds
     took = f"{seconds:.1f}s" if isinstance(seconds, int | float) else ""
     tag = " [baseline]" if record.baseline is not None else ""
+    if record.replicate_of is not None:
+        tag = f" [replicate of #{record.replicate_of}, seed {record.seed}]"
     return f"#{trial.number:<4d} {family:<15} {' '.join(parts)}  {result}  {took}{tag}".rstrip()
 
 
@@ -143,8 +147,10 @@ class FailurePolicy:
         self.failures: list[tuple[int, str]] = []
 
     def record(self, trial: FrozenTrial) -> None:
-        """Counts a finished trial."""
+        """Counts a finished trial (a replicate skipped as a duplicate is no failure)."""
         record = TrialRecord.of(trial)
+        if record.duplicate_of is not None:
+            return
         if trial.state.name == "FAIL" and not record.interrupted:
             self.failures.append((trial.number, record.error or "no error recorded"))
         else:
@@ -269,6 +275,11 @@ class Runner:
     ``recycle_mb`` stops the run early (``recycled`` in the summary) once this process's memory
     grew by more than that many MB since its first trial ended, so that a fresh process can
     take over (:mod:`lrsearch.workers`).
+
+    With ``replicates`` (``lrsearch confirm``) the runner trains only queued replicates
+    (:meth:`StudyHandle.pop_replicate`), never samples a new trial, and its budget is the
+    replicates queued so far: it stops once none waits and none runs elsewhere (taking over
+    a dead worker's, as for the search). The search's budget never counts replicates.
     """
 
     def __init__(
@@ -284,7 +295,9 @@ class Runner:
         poll_seconds: float = 2.0,
         pack: int | None = None,
         echo: Callable[[str], None] | None = None,
+        replicates: bool = False,
     ) -> None:
+        self.replicates = replicates
         self.handle = prepared.handle
         self.objective = prepared.objective
         self.budget = prepared.budget
@@ -312,7 +325,7 @@ class Runner:
         started = time.perf_counter()
         study = self.handle.optuna
         optuna.storages.fail_stale_trials(study)
-        done, running = self.handle.progress()
+        done, running, budget = self.progress()
         if self.salt is not None or done or running or not self.created:
             # Joining a study others work on: a seed of our own, or we would repeat their samples.
             salt = self.salt if self.salt is not None else os.getpid()
@@ -321,7 +334,7 @@ class Runner:
             self.objective.on_trial_end = self.artifacts.upload_trial
         try:
             if self.pack is None:
-                self.pack, said = self.objective.pack_size(left=max(self.budget - done, 1))
+                self.pack, said = self.objective.pack_size(left=max(budget - done, 1))
                 if said:
                     self.echo(said)
             with quiet_logs():
@@ -345,12 +358,24 @@ class Runner:
                 self.artifacts.flush()  # the last study note and figure
         if self.failures.stop:
             raise self.failures.error()
-        done, _ = self.handle.progress()
+        done, _, budget = self.progress()
         return self.handle.summary(
             ran=self.ran,
             seconds=time.perf_counter() - started,
-            recycled=self.memory.exceeded and done < self.budget,
+            recycled=self.memory.exceeded and done < budget,
         )
+
+    def progress(self) -> tuple[int, int, int]:
+        """``(finished, running, budget)`` of the trials this runner counts: the search trials
+        and the study's budget; with ``replicates``, the replicates and all of them queued so
+        far (finished, running and waiting)."""
+        if not self.replicates:
+            done, running = self.handle.progress()
+            return done, running, self.budget
+        counts = self.handle.counts(replicates=True)
+        done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
+        running = counts.get("running", 0)
+        return done, running, done + running + counts.get("waiting", 0)
 
     def _loop(self) -> None:
         import optuna
@@ -358,14 +383,14 @@ class Runner:
         study = self.handle.optuna
         while not self.failures.stop and not self.memory.exceeded:
             optuna.storages.fail_stale_trials(study)
-            done, running = self.handle.progress()
+            done, running, budget = self.progress()
             remaining = None if self.deadline is None else self.deadline - time.monotonic()
-            if done >= self.budget or (remaining is not None and remaining <= 0):
+            if done >= budget or (remaining is not None and remaining <= 0):
                 return
-            if done + running >= self.budget:
+            if done + running >= budget:
                 time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
                 continue
-            if self.objective.packable:
+            if self.objective.packable or self.replicates:
                 self._run_packed()
                 continue
             study.optimize(
@@ -379,7 +404,8 @@ class Runner:
             )
 
     def _run_packed(self) -> None:
-        """Trains trials in this worker's pack (:meth:`Objective.run_packed`) while the budget,
+        """Trains trials in this worker's pack (:meth:`Objective.run_packed`; one by one for a
+        replicate runner whose model cannot pack) while the budget,
         the deadline, the failure limit and the memory limit allow: each trial is asked when a
         slot frees (never more than the budget leaves), keeps its heartbeat while it trains and
         is told its outcome at the epoch end where it ended. A trial of a family with its own
@@ -399,14 +425,20 @@ class Runner:
             if stop[0] or not self._may_start():
                 return None
             optuna.storages.fail_stale_trials(study)
-            done, running = self.handle.progress()
-            if done + running >= self.budget:
+            done, running, budget = self.progress()
+            if done + running >= budget:
                 return None
-            with warnings.catch_warnings():
-                # "Heartbeat of storage is supposed to be used with Study.optimize": each trial
-                # of the pack gets the heartbeat optimize would give it (_optuna.Heartbeats)
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = study.ask()
+            if self.replicates:
+                popped = self.handle.pop_replicate()  # never a new trial
+                if popped is None:
+                    return None
+                trial = popped
+            else:
+                with warnings.catch_warnings():
+                    # "Heartbeat of storage is supposed to be used with Study.optimize": each
+                    # trial of the pack gets the heartbeat optimize would give it (Heartbeats)
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                    trial = study.ask()
             beats.start(trial)
             return trial
 
@@ -423,7 +455,10 @@ class Runner:
 
         with Heartbeats(study) as beats:
             try:
-                self.objective.run_packed(ask, tell, size=self.pack or 1)
+                if self.objective.packable:
+                    self.objective.run_packed(ask, tell, size=self.pack or 1)
+                else:
+                    self.objective.run_one_by_one(ask, tell)
                 for waiting in list(self.objective.waiting):
                     if not self._may_start():
                         break
@@ -468,12 +503,12 @@ class Runner:
         self.ran += 1
         grown = self.memory.grown_too_much()
         optuna.storages.fail_stale_trials(study)
-        done, running = self.handle.progress()
+        done, running, budget = self.progress()
         self.reporter.trial_done(trial, done, self.handle.best())
         if self.artifacts is not None and trial.state.name in ("COMPLETE", "PRUNED"):
             self.artifacts.trial_finished(study, trial)
         self.failures.record(trial)
-        return grown or self.failures.stop or done + running >= self.budget
+        return grown or self.failures.stop or done + running >= budget
 
 
 class _MemoryWatch:
@@ -520,6 +555,8 @@ def _guarded(objective: Objective) -> Callable[[optuna.Trial], float]:
             return objective(trial)
         except (optuna.TrialPruned, KeyboardInterrupt):
             raise
+        except DuplicateReplicate as exc:  # recorded as such: no error
+            raise TrialError(str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - recorded on the trial and printed
             text = describe_trial_error(exc, objective.base_dir)
             TrialRecord(error=text).write(trial)
@@ -568,6 +605,7 @@ def run_study(
     artifacts: str | None = None,
     pack: int | str | None = None,
     find_lr: bool = False,
+    replicates: bool = False,
 ) -> RunSummary:
     """Creates or joins the study and runs trials until it has ``n_trials`` finished ones.
 
@@ -581,6 +619,8 @@ def run_study(
     that many trials at once in one packed model (:mod:`lrsearch.packing`; ``"auto"``:
     calibrated). ``find_lr`` runs the learning-rate range test before a new study is created
     and stores its range in the study (:func:`prepare_study`), once, before any worker starts.
+    With ``replicates`` the run trains the queued replicates only, until none is
+    left (:class:`Runner`; :func:`lrsearch.confirm.confirm` queues them).
 
     Raises:
         Interrupted: on Ctrl-C, after queueing the interrupted trial's configuration again.
@@ -630,6 +670,7 @@ def run_study(
             deadline=None if timeout is None else time.time() + timeout,
             progress=progress,
             recycle_mb=settings.recycle_mb(),
+            replicates=replicates,
         )
         return run_in_workers(
             job,
@@ -642,10 +683,27 @@ def run_study(
         from lrsearch.artifacts import recorder_for
 
         recorder = recorder_for(artifacts, prepared.handle.url, config)
-    done, _ = prepared.handle.progress()
-    reporter = LinePrinter(prepared.budget, done, config.study.metric, bar=progress, echo=echo)
+    total, done = _bar_counts(prepared, replicates)
+    reporter = LinePrinter(total, done, config.study.metric, bar=progress, echo=echo)
     deadline = None if timeout is None else time.monotonic() + timeout
-    return Runner(prepared, reporter, deadline=deadline, artifacts=recorder, echo=echo).run()
+    return Runner(
+        prepared,
+        reporter,
+        deadline=deadline,
+        artifacts=recorder,
+        echo=echo,
+        replicates=replicates,
+    ).run()
+
+
+def _bar_counts(prepared: PreparedStudy, replicates: bool) -> tuple[int, int]:
+    """The progress bar's total and start: the budget and the finished search trials, or the
+    replicates queued so far and those finished."""
+    if not replicates:
+        return prepared.budget, prepared.handle.progress()[0]
+    counts = prepared.handle.counts(replicates=True)
+    done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
+    return done + counts.get("running", 0) + counts.get("waiting", 0), done
 
 
 def _store_lr_range(
@@ -692,9 +750,15 @@ def run_job(
     if on_prepared is not None:
         on_prepared(study=handle.name, budget=prepared.budget, created=prepared.created)
     if job.announce:
+        total, done = _bar_counts(prepared, job.replicates)
+        what = (
+            f"{total - done} replicate(s) to train"
+            if job.replicates
+            else f"budget {prepared.budget} trials"
+        )
         echo(
-            f"study {handle.name!r}: {config.training.epochs} epochs per trial, budget "
-            f"{prepared.budget} trials, storage {mask_url(handle.url)}"
+            f"study {handle.name!r}: {config.training.epochs} epochs per trial, {what}, "
+            f"storage {mask_url(handle.url)}"
             + (f", {job.n_workers} workers" if job.n_workers > 1 else "")
         )
         hint = backend_hint(config.model.type)
@@ -704,9 +768,9 @@ def run_job(
 
     recorder = recorder_for(job.artifacts, handle.url, config)
     prefix = f"[{job.label}] " if job.label else ""
-    done, _ = handle.progress()
+    total, done = _bar_counts(prepared, job.replicates)
     reporter = LinePrinter(
-        prepared.budget,
+        total,
         done,
         config.study.metric,
         bar=job.progress,
@@ -724,4 +788,5 @@ def run_job(
         recycle_mb=job.recycle_mb,
         salt=salt,
         echo=lambda line: echo(prefix + line),
+        replicates=job.replicates,
     ).run()

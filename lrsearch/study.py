@@ -197,6 +197,8 @@ class StudyStatus:
     best: BestTrial | None
     lr_range: dict[str, Any] | None = None
     """The range test's bounds the search samples ``learning_rate`` in, if stored."""
+    replicates: dict[str, int] = field(default_factory=dict)
+    """Replicate trials per state (``lrsearch confirm``); ``counts`` holds search trials."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -381,13 +383,19 @@ class StudyHandle:
         storage = storage_of(self.optuna)
         return queries.trial_rows(storage, study_id(self.optuna), cached=self.cached)
 
-    def counts(self) -> dict[str, int]:
-        """Trials per state, lower case, diverged apart from pruned."""
-        return queries.state_counts(storage_of(self.optuna), study_id(self.optuna))
+    def counts(self, *, replicates: bool = False) -> dict[str, int]:
+        """Search trials per state, lower case, diverged apart from pruned; with
+        ``replicates``, the replicate trials (``lrsearch confirm``) instead."""
+        return queries.state_counts(
+            storage_of(self.optuna), study_id(self.optuna), replicates=replicates
+        )
 
-    def progress(self) -> tuple[int, int]:
-        """``(finished, running)``: complete, pruned and diverged trials; running ones."""
-        counts = self.counts()
+    def progress(self, *, replicates: bool = False) -> tuple[int, int]:
+        """``(finished, running)``: complete, pruned and diverged trials; running ones.
+
+        Search trials (what the budget counts), or with ``replicates`` the replicates.
+        """
+        counts = self.counts(replicates=replicates)
         done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
         return done, counts.get("running", 0)
 
@@ -431,11 +439,15 @@ class StudyHandle:
         return storage_of(self.optuna).get_trial(found)
 
     def top(self, limit: int) -> list[FrozenTrial]:
-        """The ``limit`` best complete trials with a finite value, best first (loaded alone)."""
+        """The ``limit`` best complete search trials (not replicates) with a finite value, best
+        first (loaded alone)."""
         done = [
             r
             for r in self.rows()
-            if r.state == "COMPLETE" and r.value is not None and math.isfinite(r.value)
+            if r.state == "COMPLETE"
+            and r.value is not None
+            and math.isfinite(r.value)
+            and r.replicate_of is None
         ]
         done.sort(key=lambda r: (-r.value if self.maximize else r.value, r.number))  # type: ignore[operator]
         storage = storage_of(self.optuna)
@@ -472,6 +484,8 @@ class StudyHandle:
             error = trial.error
             if trial.interrupted:
                 error = "interrupted (Ctrl-C)"
+            elif trial.duplicate_of is not None:
+                error = f"not trained: the same replicate as trial #{trial.duplicate_of}"
             elif error is None:
                 error = "no error recorded: its worker stopped (killed, crashed or lost)"
             failed.append({"number": r.number, "family": r.family, "error": error})
@@ -491,6 +505,7 @@ class StudyHandle:
             failed=failed,
             best=self.best(),
             lr_range=study.lr_range,
+            replicates=self.counts(replicates=True),
         )
 
     def summary(self, *, ran: int, seconds: float = 0.0, recycled: bool = False) -> RunSummary:
@@ -524,6 +539,34 @@ class StudyHandle:
         stale = self.stale_numbers()
         optuna.storages.fail_stale_trials(self.optuna)
         return stale
+
+    def pop_replicate(self) -> optuna.Trial | None:
+        """Takes the lowest-numbered waiting replicate (``lrsearch confirm``) to run here: it
+        becomes RUNNING and is returned as a trial; ``None`` when none waits.
+
+        What ``study.ask()`` does with a waiting trial, for replicates only, and never a new
+        trial: the state change from WAITING is atomic in the storage, so of several processes
+        popping at once each gets a different replicate.
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        storage = storage_of(self.optuna)
+        # read as ask() reads them: through the storage, so that a worker's cache knows them
+        waiting = storage.get_all_trials(
+            study_id(self.optuna), deepcopy=False, states=(TrialState.WAITING,)
+        )
+        for frozen in waiting:
+            if not TrialRecord.of(frozen).replicate:
+                continue
+            tid = trial_id(frozen)
+            try:
+                if not storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            return optuna.Trial(self.optuna, tid)
+        return None
 
     def requeue_interrupted(self, trial: optuna.Trial | None) -> int | None:
         """Marks a Ctrl-C'd trial failed (if still running) and queues its configuration with

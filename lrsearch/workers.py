@@ -85,6 +85,7 @@ class WorkerJob:
     label: str = ""
     announce: bool = False  # print the study's header line once it is open
     n_workers: int = 1  # how many workers this run has (for the header line)
+    replicates: bool = False  # train queued replicates only (lrsearch confirm)
 
 
 @dataclass
@@ -350,9 +351,13 @@ def run_in_workers(
         if name not in handles:
             handles[name] = StudyHandle.open(name, url)
         handle = handles[name]
-        done, _ = handle.progress()
         best = handle.best()
         text = f"best={best.value:.4f} (#{best.number})" if best else ""
+        if job.replicates:  # lrsearch confirm: the replicates queued so far
+            counts = handle.counts(replicates=True)
+            done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
+            return done, done + counts.get("running", 0) + counts.get("waiting", 0), text
+        done, _ = handle.progress()
         return done, handle.record.budget or 0, text
 
     report = run_workers(job, workers, progress=read_progress, echo=echo, show_bar=job.progress)

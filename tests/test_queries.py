@@ -733,3 +733,45 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy)))
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+
+
+def test_replicates_are_counted_apart_and_left_out_of_family_summaries(
+    kind: str, make_study: Callable[..., optuna.Study]
+) -> None:
+    """A replicate (``replicate_of``, lrsearch confirm) is not a search trial in any state:
+    counts, best per family and family stats skip it; replicate counts and rows list it."""
+    study = make_study(direction="maximize")
+    storage, sid = storage_of(study), study_id(study)
+    source = _ask(study, "cosine")
+    study.tell(source, 0.5)
+    better = _ask(study, "cosine")  # a replicate that beats its source: not the family's best
+    TrialRecord(replicate_of=0, seed=11).write(better)
+    study.tell(better, 0.9)
+    diverged = _ask(study, "wsd")
+    TrialRecord(replicate_of=0, seed=12, outcome="diverged").write(diverged)
+    study.tell(diverged, state=TrialState.PRUNED)
+    study.enqueue_trial({"family": "cosine"}, user_attrs=TrialRecord(replicate_of=0).attrs())
+
+    counts = queries.state_counts(storage, sid)
+    replicated = queries.state_counts(storage, sid, replicates=True)
+    bests = queries.family_bests(storage, sid, maximize=True)
+    rows = queries.trial_rows(storage, sid)
+    replicates = queries.replicate_rows(storage, sid)
+
+    assert counts == {"complete": 1}
+    assert replicated == {"complete": 1, "diverged": 1, "waiting": 1}
+    assert [(b.family, b.best, b.best_trial) for b in bests] == [("cosine", 0.5, 0)]
+    assert [r.replicate_of for r in rows] == [None, 0, 0, 0]
+    stats = queries.family_stats(rows, maximize=True)
+    assert [(s.family, s.trials, s.best) for s in stats] == [("cosine", 1, 0.5)]
+    assert [(r.number, r.state, r.value, r.source, r.seed) for r in replicates] == [
+        (1, "COMPLETE", 0.9, 0, 11),
+        (2, "PRUNED", None, 0, 12),
+        (3, "WAITING", None, 0, None),
+    ]
+    if kind in SQL_KINDS:
+        assert counts == queries._api_state_counts(storage, sid)
+        assert replicated == queries._api_state_counts(storage, sid, True)
+        assert rows == queries._api_trial_rows(storage, sid)
+        assert replicates == queries._api_replicate_rows(storage, sid)
+        assert bests == queries._api_family_bests(storage, sid, maximize=True)
