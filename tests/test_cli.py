@@ -33,7 +33,12 @@ def test_help_does_not_import_frameworks() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["schedules", "--help"], ["schedules", "plot", "-h"]]
+    "args",
+    [
+        ["--help"],
+        ["schedules", "plot", "-h"],
+        *([name, "--help"] for name in sorted(cli.commands)),
+    ],
 )
 def test_every_help_has_an_example(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(cli, args)
