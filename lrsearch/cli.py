@@ -352,9 +352,9 @@ def start(
 )
 @click.option(
     "--steps",
-    type=click.IntRange(min=10),
+    type=click.IntRange(min=30),
     default=None,
-    help="Steps per test  [default: one trial's steps, 60 to 500]",
+    help="Steps per test, at least 30  [default: one trial's steps, 60 to 500]",
 )
 @click.option(
     "--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True
@@ -433,6 +433,11 @@ def find_lr(
     name = study_name or config.study.name
     output = output or f"{name}-lr-range.png"
     check_output_file(output, option="-o")
+    if apply:  # the storage and the study checked before the test, not after
+        from lrsearch.study import StudyHandle, study_exists
+
+        if study_exists(name, storage) and not allow_changed:
+            StudyHandle.open(name, storage).check_same_file(config)
     select_backend(backend or os.environ.get("KERAS_BACKEND") or config.training.backend)
     base_dir = Path(study_file).resolve().parent
     click.echo(f"range test on {name!r}: {seeds} seed(s), lr {min_lr:g} -> {max_lr:g}")
@@ -470,8 +475,8 @@ def find_lr(
     )
     handle = prepared.handle
     click.echo(
-        f"stored in study {handle.name!r} ({handle.masked_url}): its trials sample "
-        "learning_rate inside the range from now on"
+        f"stored in study {handle.name!r} ({handle.masked_url}): every worker that starts or "
+        "resumes it from now on samples learning_rate inside the range"
     )
     if upload_lr_range(artifacts, handle, found):
         click.echo(f"the picture is the study's artifact {LR_RANGE} (optuna-dashboard)")

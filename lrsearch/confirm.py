@@ -288,11 +288,16 @@ def summarize(handle: StudyHandle, sources: list[int] | None = None) -> Confirma
             if r.state == "COMPLETE" and r.value is not None and math.isfinite(r.value)
         ]
         record = TrialRecord.of(trial)
-        duplicates = sum(
-            TrialRecord.of(storage.get_trial(r.trial_id)).duplicate_of is not None
+        # a replicate is known by its seed: one interrupted (or taken over from a dead worker)
+        # and queued again is one replicate, counted once, complete if its re-run completed;
+        # a same-instant duplicate (ended untrained) is none
+        duplicates = {
+            r.trial_id
             for r in mine
             if r.state == "FAIL"
-        )
+            and TrialRecord.of(storage.get_trial(r.trial_id)).duplicate_of is not None
+        }
+        missing = {r.seed for r in mine if r.trial_id not in duplicates} - {r.seed for r in done}
         configs.append(
             ConfiguredStats(
                 rank=0,
@@ -302,7 +307,7 @@ def summarize(handle: StudyHandle, sources: list[int] | None = None) -> Confirma
                 values=[float(trial.value if trial.value is not None else math.nan)]
                 + [float(r.value) for r in done if r.value is not None],
                 replicates=[r.number for r in done],
-                not_counted=len(mine) - len(done) - duplicates,
+                not_counted=len(missing),
             )
         )
     sign = -1.0 if handle.maximize else 1.0

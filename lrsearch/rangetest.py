@@ -17,16 +17,17 @@ loss starts falling" over three, while the learning rate at the smoothed loss's 
 - the *anchor* is the learning rate at the minimum of the smoothed loss, averaged over the seeds
   in log space (the geometric mean). Beyond it a constant learning rate stops improving the loss
   within the test, and then drives it up.
-- ``high`` is :data:`HEADROOM` times the anchor, and at most half the learning rate at which the
-  loss exploded. A schedule warms up and anneals, so its best *peak* can sit above the constant
-  rate that stopped improving the loss: the best peak learning rates of full searches on the
-  bundled studies (default and 100x wider ranges) sat at 0.34x to 1.65x the anchor.
+- ``high`` is :data:`HEADROOM` times the anchor, at most half the learning rate at which the
+  loss exploded (but not below the anchor) and lrsearch's cap on learning rates. A schedule
+  warms up and anneals, so its best *peak* can sit above the constant rate that stopped
+  improving the loss: the best peak learning rates of full searches on the bundled studies
+  (default and 100x wider ranges) sat at 0.34x to 1.65x the anchor.
 - ``low`` is ``high`` divided by ``10 ** decades`` (two decades by default): the search's
   log-uniform sampling spends as many trials on each decade below ``high``.
 
 The explosion point is reported and excluded. A test in which the loss never fell clearly (by
-:data:`MIN_DROP` of its starting value, and well above its noise) gives no range: it is an
-error that says so.
+:data:`MIN_DROP` of its starting value, and well above its noise), exploded within a few steps, or
+was still falling when the ramp ended gives no range: it is an error that says so.
 
     >>> from lrsearch.config import load_study_file
     >>> config, _ = load_study_file("studies/digits.toml")  # doctest: +SKIP
@@ -46,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lrsearch.config import MAX_LEARNING_RATE
 from lrsearch.exceptions import ConfigError, LRSearchError
 
 if TYPE_CHECKING:
@@ -284,7 +286,14 @@ def range_test(
                 state["best"] = min(state["best"], value)
             blown = not math.isfinite(value) or value > EXPLODED * state["best"]
             if blown and len(losses) > 1:
-                state["exploded"] = lrs[len(losses) - 1]
+                # the average lags: the explosion began where the losses last rose above the
+                # limit and stayed there
+                limit, start = EXPLODED * state["best"], len(losses) - 1
+                while start > 0 and not (
+                    math.isfinite(losses[start - 1]) and losses[start - 1] <= limit
+                ):
+                    start -= 1
+                state["exploded"] = lrs[start]
             if blown or len(losses) >= steps:
                 self.model.stop_training = True
 
@@ -299,7 +308,8 @@ def range_test(
         callbacks=[Recorder()],
     )
     keras.backend.clear_session()
-    n, window = len(losses), max(steps // 20, 2)
+    n = len(losses)
+    window = max(n // 20, 2)  # of the points recorded: a test that exploded early has fewer
     return RangeCurve(
         seed=seed,
         lr=lrs[:n],
@@ -333,24 +343,19 @@ def suggest_range(
     """The search range read off ``curves`` (see the module docstring).
 
     Raises:
-        LRSearchError: a seed's loss never fell clearly (no range can be read off it).
+        LRSearchError: a curve gives no range: its loss never fell clearly, exploded within a
+            few steps, or was still falling when the ramp ended.
     """
     if not curves:
         raise ValueError("suggest_range needs at least one curve")
     if not decades > 0:
         raise ValueError(f"Argument `decades` must be > 0. Received: decades={decades}")
-    flat = [c for c in curves if not c.fell]
-    if flat:
-        worst = flat[0]
-        raise LRSearchError(
-            f"find-lr: the loss did not fall within the range test (seed {worst.seed}: "
-            f"{worst.drop:.1%} below its start, lowest at lr {worst.lr_at_min:.3g}, need "
-            f"{max(MIN_DROP, NOISE_UNITS * worst.noise):.1%}); give the test more steps "
-            "(--steps) or a narrower ramp (--min-lr/--max-lr)"
-        )
+    for curve in curves:
+        _check_readable(curve)
     anchor = float(math.exp(np.mean([math.log(c.lr_at_min) for c in curves])))
     exploded = [c.exploded_at for c in curves if c.exploded_at is not None]
-    high = min([anchor * HEADROOM, *(e / 2 for e in exploded)])
+    # 3x the anchor, at most half the explosion (never below the anchor), at most lrsearch's cap
+    high = min([anchor * HEADROOM, *(max(e / 2, anchor) for e in exploded), MAX_LEARNING_RATE])
     return LRRange(
         low=high / 10**decades,
         high=high,
@@ -362,6 +367,30 @@ def suggest_range(
         curves=list(curves),
         seconds=seconds,
     )
+
+
+def _check_readable(curve: RangeCurve) -> None:
+    """Refuses a curve no range can be read off, with a line saying why and what to change."""
+    n = len(curve.lr)
+    if n < 4 * curve.window + 1:
+        where = f"at step {n} (lr {curve.lr[-1]:.3g})" if n else "at once"
+        raise LRSearchError(
+            f"find-lr: the loss exploded {where} (seed {curve.seed}), too early to read a "
+            "range; lower --min-lr or give the test more --steps"
+        )
+    if not curve.fell:
+        need = max(MIN_DROP, NOISE_UNITS * curve.noise)
+        needed = f"need {need:.1%}" if math.isfinite(need) else "its first losses were not finite"
+        raise LRSearchError(
+            f"find-lr: the loss did not fall within the range test (seed {curve.seed}: "
+            f"{curve.drop:.1%} below its start, lowest at lr {curve.lr_at_min:.3g}, {needed}); "
+            "give the test more steps (--steps) or a narrower ramp (--min-lr/--max-lr)"
+        )
+    if curve.exploded_at is None and curve.best >= n - curve.window - 1:
+        raise LRSearchError(
+            f"find-lr: the loss was still falling at the end of the ramp (seed {curve.seed}, lr "
+            f"{curve.lr[-1]:.3g}): raise --max-lr or give the test more --steps"
+        )
 
 
 def find_lr(

@@ -242,10 +242,11 @@ def prepare_study(
         lr_range=lr_range,
     )
     if lr_range is not None and not created:
-        if found is not None:  # a range test of ours, but another worker created it first
+        if found is not None and handle.record.lr_range is not None:
+            # a range test of ours, but another --find-lr worker created the study first
             found = None
             echo("another worker created the study meanwhile: its stored range is searched")
-        else:  # an explicit range (lrsearch find-lr --apply) is the study's from now on
+        else:  # an explicit range (find-lr --apply), or the creator ran no test: ours is stored
             handle.set_lr_range(lr_range)
     stored = handle.record.lr_range
     if stored is not None:
@@ -257,6 +258,8 @@ def prepare_study(
             "lrsearch find-lr STUDY_FILE --apply)"
         )
     budget = n_trials or config.study.n_trials
+    if lr_range is not None and not created and n_trials is None:
+        budget = handle.record.budget or budget  # storing a range leaves the budget as it is
     handle.set_budget(budget)
     return PreparedStudy(
         objective=objective, handle=handle, budget=budget, created=created, found=found

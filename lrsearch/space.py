@@ -19,10 +19,11 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lrsearch.config import BaselineConfig, SpaceConfig
+from lrsearch.config import MAX_LEARNING_RATE, BaselineConfig, SpaceConfig
 from lrsearch.exceptions import ConfigError, ScheduleError
 from lrsearch.records import TrialRecord
 from lrsearch.schedules import FAMILIES, Family
@@ -229,8 +230,9 @@ class SearchSpace:
         return space
 
     def bounded(self, low: float, high: float) -> SearchSpace:
-        """This space with ``learning_rate`` searched log-uniform in ``[low, high]`` (a range
-        test's bounds, :mod:`lrsearch.rangetest`); its corners checked again.
+        """This space with ``learning_rate`` searched in ``[low, high]`` (a range test's bounds,
+        :mod:`lrsearch.rangetest`) on the file's scale (log-uniform unless it says
+        ``log = false``); its corners checked again.
 
         Raises:
             ConfigError: the study file fixes the learning rate, or the bounds are not
@@ -241,9 +243,13 @@ class SearchSpace:
                 f"`space.learning_rate` = {self.learning_rate.fixed!r} fixes the learning rate, "
                 "so a range test's bounds cannot apply; give a range [low, high] or drop it"
             )
-        if not (_is_number(low) and _is_number(high) and 0 < low < high):
-            raise ConfigError(f"learning-rate bounds [{low}, {high}]: need 0 < low < high")
-        lr = Dimension("learning_rate", "float", float(low), float(high), log=True)
+        if not (_is_number(low) and _is_number(high) and 0 < low < high <= MAX_LEARNING_RATE):
+            raise ConfigError(
+                f"learning-rate bounds [{low}, {high}]: need 0 < low < high <= "
+                f"{MAX_LEARNING_RATE:g}"
+            )
+        # the file's scale: Optuna refuses a parameter whose log flag changes within a study
+        lr = replace(self.learning_rate, low=float(low), high=float(high))
         space = replace(self, learning_rate=lr)
         for name in space.families:
             space._check_corners(FAMILIES[name])
@@ -322,12 +328,19 @@ class SearchSpace:
             raise ConfigError(f"baseline {label!r}: {relative} gives no schedule: {exc}") from None
 
     def replay(self, trial: optuna.Trial, point: SchedulePoint) -> None:
-        """Suggests ``point``'s values on an enqueued trial, so they become its parameters."""
-        trial.suggest_categorical("family", list(self.families))
-        self.learning_rate.suggest(trial)
-        for p, dim in self.dimensions.get(point.family, []):
-            if p.name in point.relative:
-                dim.suggest(trial)
+        """Suggests ``point``'s values on an enqueued trial, so they become its parameters.
+
+        A recorded point may lie outside today's range (a replicate of a trial sampled before
+        a range test bounded the learning rate): Optuna keeps the enqueued value, and its
+        warning that the value is out of range is not shown.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Fixed parameter")
+            trial.suggest_categorical("family", list(self.families))
+            self.learning_rate.suggest(trial)
+            for p, dim in self.dimensions.get(point.family, []):
+                if p.name in point.relative:
+                    dim.suggest(trial)
 
     def enqueue_params(self, point: SchedulePoint) -> dict[str, Any]:
         """The trial parameters that make a sampler see ``point`` (for ``enqueue_trial``)."""

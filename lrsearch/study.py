@@ -299,19 +299,31 @@ class StudyHandle:
                 config=config.normalized(),  # last: joiners wait for it
             ).write(study)
             return handle, True
+        if not allow_changed:
+            handle.check_same_file(config, data_fingerprint=data_fingerprint)
+        return handle, False
+
+    def check_same_file(self, config: StudyConfig, *, data_fingerprint: str = "") -> None:
+        """Refuses ``config`` when it differs from the study's stored study file.
+
+        Raises:
+            ConfigError: listing the differing fields (and how to join anyway).
+        """
         from lrsearch.config import comparable, config_diff
 
+        stored = self.record.config
+        if stored is None:
+            return
         diff = config_diff(comparable(stored), comparable(config.normalized()))
-        old_data = handle.record.data_fingerprint
+        old_data = self.record.data_fingerprint
         if data_fingerprint and old_data and old_data != data_fingerprint:
             diff.append("data: the data's content changed (fingerprint differs)")
-        if diff and not allow_changed:
+        if diff:
             shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
             raise ConfigError(
-                f"Study {name!r} exists with a different study file ({shown}). Use the stored "
-                "file, another --study-name, or --allow-changed to join anyway."
+                f"Study {self.name!r} exists with a different study file ({shown}). Use the "
+                "stored file, another --study-name, or --allow-changed to join anyway."
             )
-        return handle, False
 
     def _wait_for_setup(self) -> dict[str, Any] | None:
         """The stored config of a study another worker is creating, once it is written.
@@ -601,8 +613,22 @@ def _create_exclusively(storage: BaseStorage, name: str, direction: str) -> bool
 
 
 def study_exists(name: str, storage_url: str | None = None) -> bool:
-    """Whether the storage holds a study ``name`` (opening it creates a missing database)."""
-    storage = open_storage(resolve_storage_url(storage_url))
+    """Whether the storage holds a study ``name`` (a SQLite file that does not exist holds none
+    and is not created).
+
+    Raises:
+        StorageURLError, StorageError: a malformed URL, an unreachable server.
+    """
+    from lrsearch.exceptions import StorageURLError
+    from lrsearch.storage import check_storage_url
+
+    url = resolve_storage_url(storage_url)
+    try:
+        check_storage_url(url, create=False)
+    except StorageURLError:
+        check_storage_url(url)  # anything but a missing SQLite file is raised here
+        return False
+    storage = open_storage(url, create=False)
     try:
         storage.get_study_id_from_name(name)
     except KeyError:

@@ -274,6 +274,26 @@ def test_verdict_without_enough_runs_or_runner_up(tmp_path: Path) -> None:
     assert alone.configs[0].n == 2 and alone.configs[0].mean == pytest.approx(0.905)
 
 
+def test_a_replicate_run_again_counts_once(tmp_path: Path) -> None:
+    """A replicate interrupted (or taken over from a dead worker) and queued again keeps its
+    seed: its failed first copy is not an incomplete replicate once the re-run completed."""
+    from optuna.trial import TrialState
+
+    handle = _handmade({0: [0.9, 0.91]}, tmp_path)
+    study = handle.optuna
+    seed = replicate_seed(0, 0, 1)
+    family = {"family": CategoricalDistribution(["cosine"])}
+    first = study.ask(family)
+    TrialRecord(replicate_of=0, seed=seed, interrupted=True).write(first)
+    study.tell(first, state=TrialState.FAIL)
+    assert summarize(handle).configs[0].not_counted == 1  # not run again yet
+    again = study.ask(family)
+    TrialRecord(replicate_of=0, seed=seed, retry_of=first.number).write(again)
+    study.tell(again, 0.92)
+    config = summarize(handle).configs[0]
+    assert config.n == 3 and config.not_counted == 0
+
+
 def test_top_sources_are_distinct_schedules_and_skip_replicates(tmp_path: Path) -> None:
     # trial 2 ran trial 1's schedule: the same configuration
     handle = _handmade({0: [0.9, 0.99], 1: [0.95], 2: [0.96]}, tmp_path, same={2: 1})
@@ -324,7 +344,7 @@ def test_cli_help_has_an_example() -> None:
     ],
 )
 def test_cli_bad_options_are_usage_errors(args: list[str], code: int, needle: str) -> None:
-    result = CliRunner().invoke(cli, ["confirm", "conf", *args])
+    result = CliRunner().invoke(cli, ["confirm", "conf", *args], catch_exceptions=False)
     assert result.exit_code == code, result.output
     assert needle in result.output and "Traceback" not in result.output
 
@@ -339,7 +359,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
         (["empty"], "has no completed trial to confirm yet"),
         (["emtpy"], "Did you mean 'empty'?"),
     ]:
-        result = runner.invoke(cli, ["confirm", *args, "--storage", url])
+        result = runner.invoke(cli, ["confirm", *args, "--storage", url], catch_exceptions=False)
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
         assert result.exit_code in (1, 2) and len(errors) == 1, result.output
         assert needle in errors[0] and "Traceback" not in result.output

@@ -67,10 +67,33 @@ def test_range_is_anchored_at_the_geometric_mean_of_the_minima() -> None:
 
 
 def test_the_top_stays_below_where_the_loss_exploded() -> None:
-    early = replace(_curve(0, 0.01), exploded_at=0.02)
+    early = replace(_curve(0, 0.01), exploded_at=0.025)
     found = suggest_range([early], steps=200, min_lr=1e-6, max_lr=10.0)
-    assert found.high == pytest.approx(0.01)  # half the explosion, below 3x the anchor
+    assert found.high == pytest.approx(0.0125)  # half the explosion, below 3x the anchor
     assert "half where the loss exploded" in found.reasoning()[3]
+    closer = replace(_curve(0, 0.01), exploded_at=0.012)
+    found = suggest_range([closer], steps=200, min_lr=1e-6, max_lr=10.0)
+    assert found.high == pytest.approx(found.anchor)  # never below the anchor
+
+
+def test_the_top_stays_under_lrsearchs_cap() -> None:
+    late = _curve(0, 4.0, steps=1000)  # a minimum at lr 4 (the ramp goes to 10)
+    late = replace(late, smoothed=centered_average(late.loss, window=5), window=5)
+    found = suggest_range([late], steps=1000, min_lr=1e-6, max_lr=10.0)
+    assert found.high == 10.0
+
+
+def test_a_loss_still_falling_at_the_end_gives_no_range() -> None:
+    falling = _curve(0, 100.0)  # its minimum lies beyond the ramp's end (10)
+    with pytest.raises(LRSearchError, match=r"still falling at the end.*--max-lr"):
+        suggest_range([falling], steps=200, min_lr=1e-6, max_lr=10.0)
+
+
+def test_a_loss_exploding_within_a_few_steps_gives_no_range() -> None:
+    short = _curve(0, 1e-5, steps=200)
+    cut = replace(short, lr=short.lr[:6], loss=short.loss[:6], smoothed=short.smoothed[:6])
+    with pytest.raises(LRSearchError, match=r"exploded at step 6.*--min-lr"):
+        suggest_range([cut], steps=200, min_lr=1e-6, max_lr=10.0)
 
 
 def test_decades_set_the_width() -> None:
@@ -110,7 +133,13 @@ def test_range_test_ramps_exponentially_and_stops_when_the_loss_explodes(
     assert curve.lr[0] == pytest.approx(1e-3)
     assert np.allclose(ratios, math.log(1e7) / 150)  # one constant factor per step
     assert curve.exploded_at is not None  # SGD at lr 1e4 blows up before the ramp ends
-    assert len(curve.lr) < 150 and curve.lr[-1] == pytest.approx(curve.exploded_at)
+    assert len(curve.lr) < 150 and curve.exploded_at in curve.lr
+    # the explosion is dated where the losses rose above the limit for good, not where the
+    # lagging average noticed it
+    start = curve.lr.index(curve.exploded_at)
+    best = min(v for v in curve.smoothed if math.isfinite(v))
+    assert all(not math.isfinite(v) or v > best for v in curve.loss[start:])
+    assert start < len(curve.lr) - 1
     assert len(curve.loss) == len(curve.smoothed) == len(curve.lr)
 
 
@@ -222,12 +251,23 @@ def test_find_lr_apply_stores_the_range_and_start_searches_inside_it(tmp_path: P
     )
     assert code == 0, text
     handle = StudyHandle.open("applied", url)
-    stored = handle.record.lr_range
-    assert stored is not None and 0 < stored["low"] < stored["high"]
+    first = handle.record.lr_range
+    assert first is not None and 0 < first["low"] < first["high"]
     assert "lr_range.png" in text
     from optuna.artifacts import get_all_artifact_meta
 
     assert [m.filename for m in get_all_artifact_meta(handle.optuna)] == ["lr_range.png"]
+    handle.set_budget(9)  # as `start --n-trials 9` would
+    again = ["find-lr", str(path), "--apply", "--steps", "60", "--storage", url]
+    code, text = _run([*again, "--artifacts", "none", "-o", str(tmp_path / "d.png")])
+    assert code == 0, text
+    assert handle.record.budget == 9  # storing a range leaves the budget alone
+    changed = tmp_path / "changed.toml"
+    changed.write_text(path.read_text().replace("epochs = 2", "epochs = 3"))
+    code, text = _run(["find-lr", str(changed), "--apply", "--storage", url])
+    assert code == 2 and "different study file" in text
+    assert "range test on" not in text  # refused before the test ran
+    stored = handle.record.lr_range
     lines: list[str] = []  # start's run, in this process (each of its workers does the same)
     config, study_text = load_study_file(path)
     run_study(
@@ -313,3 +353,27 @@ def test_a_range_stored_mid_study_bounds_the_later_trials(tmp_path: Path) -> Non
     assert [t.state.name for t in trials] == ["COMPLETE"] * 8
     assert all(t.params["learning_rate"] < 0.05 for t in trials[:4])
     assert all(0.05 <= t.params["learning_rate"] <= 0.5 for t in trials[4:])
+
+
+def test_a_plain_start_creating_the_study_during_the_test_keeps_our_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker without --find-lr created the study while ours ran its range test: the
+    study has no range, so ours is stored (and searched)."""
+    import lrsearch.runner as runner
+
+    path = tiny_study_file(tmp_path, "race", optimizer="adam")
+    config, text = load_study_file(path)
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    runner.prepare_study(config, study_file_text=text, storage_url=url, echo=lambda line: None)
+    monkeypatch.setattr(runner, "study_exists", lambda name, url: False)  # checked too early
+    lines: list[str] = []
+    prepared = runner.prepare_study(
+        config, study_file_text=text, storage_url=url, find_lr=True, echo=lines.append
+    )
+    assert not prepared.created
+    stored = prepared.handle.record.lr_range
+    assert stored is not None
+    lr = prepared.objective.space.learning_rate
+    assert (lr.low, lr.high) == (stored["low"], stored["high"])
+    assert not any("another worker created" in line for line in lines)

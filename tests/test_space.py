@@ -836,3 +836,23 @@ def test_fuzz_space_overrides(case: tuple[dict[str, Any], Budget], optimizer: st
         assert_valid(point)
         assert all(math.isfinite(v) for v in point.absolute.values() if isinstance(v, float))
         study.tell(trial, 0.0)
+
+
+def test_bounded_keeps_the_files_scale_and_checks_the_bounds() -> None:
+    """A stored range (find-lr) keeps a linear learning rate linear: Optuna refuses a parameter
+    whose log flag changes within a study."""
+    budget = Budget(epochs=4, steps_per_epoch=10)
+    linear = SpaceConfig(
+        families=["cosine"], learning_rate={"low": 1e-3, "high": 0.1, "log": False}
+    )
+    space = SearchSpace.from_config(linear, budget).bounded(0.01, 0.05)
+    lr = space.learning_rate
+    assert (lr.low, lr.high, lr.log) == (0.01, 0.05, False)
+    logged = SearchSpace.from_config(SpaceConfig(families=["cosine"]), budget).bounded(0.01, 0.05)
+    assert logged.learning_rate.log is True
+    for low, high in [(0.05, 0.01), (0.0, 0.1), (0.1, 11.0)]:
+        with pytest.raises(ConfigError, match="learning-rate bounds"):
+            space.bounded(low, high)
+    fixed = SearchSpace.from_config(SpaceConfig(families=["cosine"], learning_rate=0.01), budget)
+    with pytest.raises(ConfigError, match="fixes the learning rate"):
+        fixed.bounded(0.01, 0.05)
