@@ -1,0 +1,136 @@
+"""Search efficiency at a fixed budget of training epochs: how good a schedule each strategy finds.
+
+The baselines of issue #16 (budget-aware halving is not built yet), on one study file, repeated
+over ``--seeds`` seeds, every strategy given the same total of training epochs (``--budget``,
+counted as the epochs each trial actually trained, pruned ones included):
+
+- ``random``: random search, no pruning;
+- ``tpe``: lrsearch's TPE (multivariate, grouped), no pruning;
+- ``tpe+hyperband``: the same with Optuna's Hyperband pruner (min 1 epoch, reduction 3);
+- ``top-k@1``: "is one epoch all you need" (Egele et al. 2023): random configurations trained
+  one epoch each, the best ``k`` of them then trained fully (the budget decides how many).
+
+Every trial is a real Keras training of the study's model through lrsearch's objective (unpacked,
+one at a time, in-memory Optuna studies). Prints per strategy the best final validation metric
+(mean +- sd over seeds), the epochs spent, and the epochs at which it first reached random
+search's final value of the same seed.
+
+    python bench/efficiency.py [--study studies/digits.toml] [--budget 120] [--seeds 3]
+                               [--backend jax] [--k 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+
+def run_strategy(
+    name: str, config: Any, objective: Any, budget: int, seed: int, k: int
+) -> list[tuple[int, float]]:
+    """``(epochs spent so far, best final value so far)`` after each full training."""
+    import optuna
+
+    from lrsearch.objective import train
+    from lrsearch.records import TrialRecord
+
+    epochs = config.training.epochs
+    if name == "top-k@1":
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed)
+        )
+        first = budget - k * epochs
+        scored = []
+        for i in range(max(first, k)):
+            trial = study.ask()
+            point = objective.space.suggest(trial)
+            result = train(config, objective.dataset, point, seed=seed * 1000 + i, epochs=1)
+            value = result.value if result.outcome != "diverged" else float("-inf")
+            scored.append((value if value is not None else float("-inf"), i, point))
+        spent, best, curve = max(first, k), float("-inf"), []
+        for _, i, point in sorted(scored, key=lambda s: (-s[0], s[1]))[:k]:
+            result = train(config, objective.dataset, point, seed=seed * 1000 + i)
+            spent += result.epochs_run
+            if result.outcome == "complete" and result.value is not None:
+                best = max(best, result.value)
+            curve.append((spent, best))
+        return curve
+    samplers: dict[str, Callable[[], Any]] = {
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "tpe": lambda: optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=6, multivariate=True, group=True
+        ),
+        "tpe+hyperband": lambda: optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=6, multivariate=True, group=True
+        ),
+    }
+    pruner: Any = optuna.pruners.NopPruner()
+    if name == "tpe+hyperband":
+        pruner = optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=epochs, reduction_factor=3
+        )
+    study = optuna.create_study(direction="maximize", sampler=samplers[name](), pruner=pruner)
+    spent, best, curve = 0, float("-inf"), []
+    while spent < budget:
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+        trial = study.trials[-1]
+        spent += TrialRecord.of(trial).epochs_run or 0
+        if trial.state.name == "COMPLETE" and trial.value is not None:
+            best = max(best, trial.value)
+        curve.append((spent, best))
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", default="studies/digits.toml")
+    parser.add_argument("--budget", type=int, default=120, help="training epochs per strategy")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--k", type=int, default=3, help="top-k@1: configurations trained fully")
+    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "jax"))
+    args = parser.parse_args()
+    from lrsearch._imports import select_backend
+
+    select_backend(args.backend)
+    import optuna
+
+    from lrsearch.config import load_study_file
+    from lrsearch.objective import Objective
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    config, _ = load_study_file(args.study)
+    objective = Objective(config)
+    strategies = ["random", "tpe", "tpe+hyperband", "top-k@1"]
+    curves: dict[str, list[list[tuple[int, float]]]] = {s: [] for s in strategies}
+    for seed in range(args.seeds):
+        for name in strategies:  # interleaved: every strategy sees the same machine load
+            curves[name].append(run_strategy(name, config, objective, args.budget, seed, args.k))
+            last = curves[name][-1][-1]
+            print(f"seed {seed} {name:<14} epochs {last[0]:>4}  best {last[1]:.4f}", flush=True)
+    print(
+        f"\n{config.study.name}: budget {args.budget} epochs ({config.training.epochs} per full "
+        f"trial), {args.seeds} seeds, {len(config.space.families)} families, {args.backend}"
+    )
+    print(f"{'strategy':<15} {'best (mean ± sd)':<18} {'epochs':>7}  epochs to random's final")
+    for name in strategies:
+        finals = [c[-1][1] for c in curves[name]]
+        spent = statistics.fmean(c[-1][0] for c in curves[name])
+        reach = []
+        for seed, curve in enumerate(curves[name]):
+            target = curves["random"][seed][-1][1]
+            hit = next((e for e, best in curve if best >= target), None)
+            reach.append("-" if hit is None else str(hit))
+        sd = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        print(
+            f"{name:<15} {statistics.fmean(finals):.4f} ± {sd:.4f}   {spent:7.0f}  "
+            f"{', '.join(reach)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
