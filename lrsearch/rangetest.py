@@ -268,7 +268,6 @@ def range_test(
         math.inf, samples=len(dataset.x_train), batch_size=config.data.batch_size
     )
     losses: list[float] = []
-    smoothed: list[float] = []
     state: dict[str, Any] = {"average": 0.0, "best": math.inf, "exploded": None}
 
     class Recorder(keras.callbacks.Callback):  # type: ignore[name-defined]
@@ -280,8 +279,7 @@ def range_test(
             loss = float(watch.loss) if watch.loss is not None else math.nan
             losses.append(loss)
             state["average"] = SMOOTHING * state["average"] + (1 - SMOOTHING) * loss
-            value = state["average"] / (1 - SMOOTHING ** len(losses))
-            smoothed.append(value)
+            value = state["average"] / (1 - SMOOTHING ** len(losses))  # bias-corrected
             if math.isfinite(value):
                 state["best"] = min(state["best"], value)
             blown = not math.isfinite(value) or value > EXPLODED * state["best"]
