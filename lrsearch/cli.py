@@ -146,6 +146,15 @@ class _PackType(click.ParamType):
         self.fail(f"{value!r} is not 'auto' or a whole number from 1 to {_MAX_PACK}.", param, ctx)
 
 
+def _backend_option(f: Any) -> Any:
+    return click.option(
+        "--backend",
+        type=click.Choice(["tensorflow", "jax"]),
+        default=None,
+        help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
+    )(f)
+
+
 def _run_options(f: Any) -> Any:
     """Options shared by ``start`` and ``resume``."""
     for option in reversed(
@@ -183,12 +192,7 @@ def _run_options(f: Any) -> Any:
             click.option(
                 "--no-progress", is_flag=True, help="No progress bar (lines still print)."
             ),
-            click.option(
-                "--backend",
-                type=click.Choice(["tensorflow", "jax"]),
-                default=None,
-                help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
-            ),
+            _backend_option,
         ]
     ):
         f = option(f)
@@ -372,12 +376,7 @@ def start(
 @_storage_option
 @_artifacts_option
 @click.option("--study-name", default=None, help="Use this name instead of the file's.")
-@click.option(
-    "--backend",
-    type=click.Choice(["tensorflow", "jax"]),
-    default=None,
-    help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
-)
+@_backend_option
 @click.option(
     "--allow-changed",
     is_flag=True,
@@ -837,12 +836,7 @@ def retrain(
     show_default=True,
     help="Worker processes on this machine.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["tensorflow", "jax"]),
-    default=None,
-    help="Keras backend  [default: $KERAS_BACKEND, else the file's training.backend]",
-)
+@_backend_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (lines still print).")
 @_storage_option

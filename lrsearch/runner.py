@@ -647,7 +647,7 @@ def run_study(
             find_lr=find_lr,
             echo=echo,
         )
-        if prepared.found is not None and (workers is not None or artifacts is not None):
+        if workers is not None or artifacts is not None:  # in this process: only if asked
             _store_lr_range(prepared, artifacts, echo)
     if workers is not None:
         from lrsearch import settings
