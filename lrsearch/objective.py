@@ -666,12 +666,13 @@ class Objective:
         self.current_trials.remove(trial)
         return outcome
 
-    def pack_size(self, left: int) -> tuple[int, str | None]:
+    def pack_size(self, left: int, deadline: float | None = None) -> tuple[int, str | None]:
         """The pack size ``training.pack`` asks for, and a line saying how it was chosen (or
         None), for a worker with ``left`` trials of budget to run: a size K, at most ``left``;
         ``"auto"`` calibrates the built-in models (:func:`lrsearch.packing.calibrate`, at most
-        :data:`~lrsearch.packing.AUTO_SHARE` of ``left``; its trainer is kept) and gives 1 for
-        a ``python:`` model. A model that cannot pack trains one by one."""
+        :data:`~lrsearch.packing.AUTO_SHARE` of ``left`` and a share of the time to
+        ``deadline``, a ``time.monotonic()`` value; its trainer is kept) and gives 1 for a
+        ``python:`` model. A model that cannot pack trains one by one."""
         pack = self.config.training.pack
         if not self.packable:
             why = (
@@ -687,7 +688,9 @@ class Objective:
         from lrsearch.packing import AUTO_SHARE, calibrate
 
         most = max(left // AUTO_SHARE, 1)
-        calibration = calibrate(self.config, self.dataset, base_dir=self.base_dir, most=most)
+        calibration = calibrate(
+            self.config, self.dataset, base_dir=self.base_dir, most=most, deadline=deadline
+        )
         if calibration.trainer is not None:
             self._packer = calibration.trainer  # compiled already: the first trial reuses it
         return calibration.size, calibration.line()

@@ -1116,6 +1116,10 @@ AUTO_SHARE = 4
 """``pack = "auto"`` packs at most 1/AUTO_SHARE of the trials the budget leaves: the sampler
 still learns from finished trials while the slots run (TPE asks with ``constant_liar``)."""
 
+AUTO_TIME_SHARE = 0.25
+"""With a deadline (``--timeout``), ``pack = "auto"`` stops doubling once it spent this share of
+the time the deadline left: each size compiles, and the trials need the rest."""
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -1164,6 +1168,7 @@ def calibrate(
     base_dir: Path | None = None,
     most: int = AUTO_SIZES[-1],
     steps: int = 16,
+    deadline: float | None = None,
 ) -> Calibration:
     """Picks a pack size for the study's model on this machine (``pack = "auto"``).
 
@@ -1171,9 +1176,11 @@ def calibrate(
     fastest of 3 epochs of them after a warm-up epoch) and keeps doubling while a
     doubling trains at least :data:`AUTO_GAIN` times the trial-steps per second; stops at
     ``most`` (the caller's share of the budget), at :data:`MAX_TABLE` and when the slots would
-    need more than a quarter of the memory available now. Each size tried compiles once (a
-    few seconds for the built-in models); the chosen size's trainer is kept to train with.
-    With ``most`` 1 nothing is timed.
+    need more than a quarter of the memory available now, and once it spent
+    :data:`AUTO_TIME_SHARE` of the time to ``deadline`` (a ``time.monotonic()`` value; the
+    first size is timed whatever the deadline). Each size tried compiles once (a few seconds
+    for the built-in models); the chosen size's trainer is kept to train with. With ``most`` 1
+    nothing is timed.
     """
     from lrsearch.objective import build_study_model, make_budget
 
@@ -1190,7 +1197,13 @@ def calibrate(
     x, y = dataset.x_train[: batch * steps], dataset.y_train[: batch * steps]
     per_second: dict[int, float] = {}
     best, limit, kept = 1, "", None
+    began = time.monotonic()
     for size in AUTO_SIZES:
+        if deadline is not None and per_second:
+            spent = time.monotonic() - began
+            if spent >= AUTO_TIME_SHARE * (deadline - began):
+                limit = f"the time limit leaves no more calibration ({spent:.0f}s spent)"
+                break
         if size > most:
             limit = f"at most {most} for this budget"
             break

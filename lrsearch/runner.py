@@ -337,7 +337,8 @@ class Runner:
             self.objective.on_trial_end = self.artifacts.upload_trial
         try:
             if self.pack is None:
-                self.pack, said = self.objective.pack_size(left=max(budget - done, 1))
+                left = max(budget - done, 1)
+                self.pack, said = self.objective.pack_size(left, deadline=self.deadline)
                 if said:
                     self.echo(said)
             with quiet_logs():

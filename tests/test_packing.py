@@ -333,6 +333,30 @@ def test_auto_calibrates_a_size_within_the_budget() -> None:
     assert all(r.outcome == "complete" for r in results)
 
 
+def test_auto_calibration_leaves_most_of_a_deadline_to_the_trials() -> None:
+    """With a deadline, ``pack = "auto"`` stops doubling once it spent
+    :data:`AUTO_TIME_SHARE` of the time the deadline left (each size compiles: a few seconds):
+    a ``--timeout`` run used to spend its whole time calibrating and start no trial (CI, a
+    loaded machine). A deadline already reached times the first size only, to train with."""
+    import time
+
+    from lrsearch.packing import AUTO_TIME_SHARE, calibrate
+
+    config = _config(MLP)
+    dataset = load_data(config)
+    now = calibrate(config, dataset, most=32, deadline=time.monotonic())
+    assert list(now.per_second) == [1] and now.size == 1
+    assert now.trainer is not None and now.trainer.size == 1
+    line = now.line()
+    assert line and "the time limit" in line, line
+    began = time.monotonic()
+    soon = calibrate(config, dataset, most=32, deadline=began + 8.0)
+    spent = time.monotonic() - began
+    per_size = spent / len(soon.per_second)
+    assert spent <= AUTO_TIME_SHARE * 8.0 + per_size, (spent, soon)  # at most one size over
+    assert soon.size in soon.per_second
+
+
 CUSTOM_STEP = """
 import keras
 
