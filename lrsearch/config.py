@@ -169,6 +169,20 @@ class PrunerConfig(_Strict):
     reduction_factor: int = Field(3, ge=2)
 
 
+class HalvingConfig(_Strict):
+    """``[study.halving]``: budget-aware successive halving (``strategy = "halving"``,
+    :mod:`lrsearch.halving`)."""
+
+    eta: int = Field(3, ge=2)
+    """Each rung keeps the best 1/eta of the one below and trains eta times longer."""
+    min_epochs: int | None = Field(None, ge=1)
+    """The lowest rung's epochs (default: the epochs / eta^2, at least 1)."""
+    race: bool = True
+    """Race the families at the lowest rung; families clearly behind take no more trials."""
+    race_trials: int = Field(2, ge=1)
+    """Configurations per family in the race (each family's first one also trains twice)."""
+
+
 class StudySection(_Strict):
     """``[study]``: the study's name, objective, budget, sampler and pruner."""
 
@@ -180,6 +194,10 @@ class StudySection(_Strict):
     seed: int = Field(0, ge=0, lt=_SEED_LIMIT)
     sampler: SamplerConfig = SamplerConfig()
     pruner: PrunerConfig = PrunerConfig()
+    strategy: Literal["prune", "halving"] = "prune"
+    """``prune``: every trial trains the full epochs, the pruner stops it early; ``halving``:
+    rungs of whole schedules compressed to fewer epochs (``n_trials`` new configurations)."""
+    halving: HalvingConfig = HalvingConfig()
 
     @field_validator("sampler", "pruner", mode="before")
     @classmethod
@@ -366,6 +384,23 @@ class StudyConfig(_Strict):
         for i, entry in enumerate(self.baseline):
             for key, value in entry.params.items():
                 _check_finite(f"baseline.{i}.{_cut(str(key), 60)}", value)
+        return self
+
+    @model_validator(mode="after")
+    def _rungs_fit_the_epochs(self) -> StudyConfig:
+        if self.study.strategy != "halving":
+            return self
+        epochs, low = self.training.epochs, self.study.halving.min_epochs
+        if epochs < 2:
+            raise ValueError(
+                f"`study.strategy` = 'halving' needs training.epochs >= 2 for two rungs "
+                f"(it is {epochs}); raise training.epochs or use strategy = 'prune'"
+            )
+        if low is not None and low >= epochs:
+            raise ValueError(
+                f"`study.halving.min_epochs` = {low} must be below training.epochs ({epochs}): "
+                "the lowest rung trains fewer epochs than the full training"
+            )
         return self
 
     @model_validator(mode="after")

@@ -521,17 +521,21 @@ class Objective:
 
     def point_for(self, trial: optuna.Trial) -> SchedulePoint:
         """The trial's schedule: a replicate's source trial's stored schedule, a stored
-        baseline, or a fresh sample from the space."""
+        baseline, or a fresh sample from the space; a halving rung's compressed into its
+        epochs."""
         record = TrialRecord.of(trial)
         if record.replicate_of is not None:
             point = SchedulePoint.from_record(TrialRecord.of(_study_trial(trial, record)))
             self.space.replay(trial, point)
             return point
+        space = self.space
+        if record.rung_epochs is not None:  # a halving rung: the whole schedule, compressed
+            space = space.compressed(int(record.rung_epochs))
         baseline = record.baseline
         if baseline is None:
-            return self.space.suggest(trial)
-        point = self.space.point(baseline["family"], baseline["relative"], baseline["absolute"])
-        self.space.replay(trial, point)
+            return space.suggest(trial)
+        point = space.point(baseline["family"], baseline["relative"], baseline["absolute"])
+        space.replay(trial, point)
         return point
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -565,7 +569,7 @@ class Objective:
                 failed, already is (recorded as ``duplicate_of``; nothing else is written).
         """
         record = TrialRecord.of(trial)
-        if record.replicate_of is not None:
+        if record.replicate_of is not None or record.promoted_from is not None:
             twin = _twin_of(trial, record)
             if twin is not None:
                 TrialRecord(duplicate_of=twin).write(trial)
@@ -637,6 +641,7 @@ class Objective:
             seed=seed,
             report=self.reporter(trial),
             base_dir=self.base_dir,
+            epochs=TrialRecord.of(trial).rung_epochs,
         )
 
     def train_alone(self, waiting: Waiting) -> float | BaseException:
@@ -775,7 +780,8 @@ class Objective:
                 return None  # the pack takes no more trials this run: it does not wait long
             shuffle_seed[:] = shuffle_seed or [seed]
             TrialRecord(pack_size=size, shuffle_seed=shuffle_seed[0]).write(trial)
-            return PackEntry(point, seed, self.reporter(trial), key=trial)
+            epochs = TrialRecord.of(trial).rung_epochs
+            return PackEntry(point, seed, self.reporter(trial), key=trial, epochs=epochs)
 
         def on_result(entry: PackEntry, result: TrainResult) -> None:
             trial = entry.key
@@ -828,7 +834,8 @@ def _study_trial(trial: optuna.Trial, record: TrialRecord) -> optuna.trial.Froze
 
 def _twin_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
     """The lowest-numbered other trial that is the same replicate as ``trial`` (same source and
-    seed) and did not fail, if it has a lower number than ``trial``; else ``None``.
+    seed), or the same halving promotion (same source and rung), and did not fail, if it has a
+    lower number than ``trial``; else ``None``.
 
     Two ``lrsearch confirm`` processes that queue the missing replicates at the same instant
     can both queue one; the first one popped whose twin is lower-numbered is not trained, so
@@ -837,7 +844,17 @@ def _twin_of(trial: optuna.Trial, record: TrialRecord) -> int | None:
     from lrsearch._optuna import storage_of, study_id
     from lrsearch.queries import replicate_rows
 
-    for row in replicate_rows(storage_of(trial.study), study_id(trial.study)):
+    storage = storage_of(trial.study)
+    if record.promoted_from is not None:  # a halving promotion: the same source, same rung
+        for other in storage.get_all_trials(study_id(trial.study), deepcopy=False):
+            if other.number >= trial.number:
+                break
+            theirs = TrialRecord.of(other)
+            same = theirs.promoted_from == record.promoted_from and theirs.rung == record.rung
+            if same and other.state.name != "FAIL":
+                return other.number
+        return None
+    for row in replicate_rows(storage, study_id(trial.study)):
         if row.number >= trial.number:
             break
         same = row.source == record.replicate_of and row.seed == record.seed

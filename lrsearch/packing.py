@@ -464,6 +464,8 @@ class PackEntry:
     seed: int
     report: Callable[[float, int], bool] | None = None
     key: Any = None
+    epochs: int | None = None
+    """Its epochs, when not the run's (a halving rung's: its point spans these epochs)."""
 
 
 class _Copy:
@@ -577,7 +579,7 @@ def _pack_callback_class() -> type:
                     copy.outcome = "diverged"
                 elif copy.entry and copy.entry.report and copy.entry.report(value, own_epoch):
                     copy.outcome = "pruned"
-                elif own_epoch >= self.epochs:
+                elif own_epoch >= ((copy.entry and copy.entry.epochs) or self.epochs):
                     copy.outcome = "complete"
                 elif copy.plateau is not None:
                     key = copy.plateau.monitor
@@ -853,9 +855,12 @@ class PackTrainer:
         from lrsearch.schedules import PlateauState
 
         started = time.perf_counter()
-        if entry.point.total_steps != self.total_steps:
+        per_epoch = self.dataset.steps_per_epoch(self.config.data.batch_size)
+        spans = (entry.epochs or self.config.training.epochs) * per_epoch
+        if entry.point.total_steps != spans or spans > self.total_steps:
             raise ValueError(
-                f"Every point of a pack must span the study's {self.total_steps} steps"
+                f"Every point of a pack must span its epochs' steps ({spans}), at most the "
+                f"study's {self.total_steps}"
             )
         if not FAMILIES[entry.point.family].packs:  # the caller trains it alone; never wrong
             raise ValueError(f"{entry.point.family} trains with its own optimizer, not in a pack")

@@ -148,8 +148,21 @@ class TrialRecord(_Record):
     schedule, is never pruned, and is not counted against the study's budget. A replicate is
     known by its source and its seed; set from the moment it is queued."""
     duplicate_of: int | None = _key("duplicate_of")
-    """On a replicate ended FAIL without training: the lower-numbered trial that is the same
-    replicate (same source and seed), queued by another process at the same instant."""
+    """On a replicate or a promotion ended FAIL without training: the lower-numbered trial
+    that is the same replicate (same source and seed) or the same promotion (same source),
+    queued by another process at the same instant."""
+    rung: int | None = _key("rung")
+    """Budget-aware successive halving (:mod:`lrsearch.halving`): the rung (0: the lowest)
+    whose epochs the trial trained its whole schedule in; set from the moment it is created."""
+    rung_epochs: int | None = _key("rung_epochs")
+    """The epochs of the trial's rung: its whole schedule compressed into them."""
+    promoted_from: int | None = _key("promoted_from")
+    """The trial of the rung below whose configuration this one trains longer."""
+    race: str | None = _key("race")
+    """The family whose place in the family race (at rung 0) this trial takes."""
+    twin_of: int | None = _key("twin_of")
+    """A race trial that trains another's configuration with its own seed: the pair measures
+    the noise the race's rule allows for (never promoted)."""
 
     #: Optuna's own system attribute on a trial its heartbeat retry enqueued.
     OPTUNA_RETRY_OF: ClassVar[str] = "failed_trial"
@@ -165,12 +178,18 @@ class TrialRecord(_Record):
 
     def carried(self, retry_of: int) -> TrialRecord:
         """What a queued re-run of this trial carries: its seed, baseline and source (a
-        replicate's), and which trial it repeats (the same experiment: the same seed)."""
+        replicate's), its rung and place (halving), and which trial it repeats (the same
+        experiment: the same seed)."""
         return TrialRecord(
             seed=self.seed,
             baseline=self.baseline,
             retry_of=retry_of,
             replicate_of=self.replicate_of,
+            rung=self.rung,
+            rung_epochs=self.rung_epochs,
+            promoted_from=self.promoted_from,
+            race=self.race,
+            twin_of=self.twin_of,
         )
 
     @property

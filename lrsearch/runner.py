@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from lrsearch.artifacts import ArtifactRecorder
+    from lrsearch.halving import Plan
     from lrsearch.rangetest import LRRange
     from lrsearch.workers import WorkerJob
 
@@ -315,6 +316,8 @@ class Runner:
         self.pack = pack  # None: training.pack, resolved by the first run
         self.echo = echo or (lambda line: None)
         self.ran = 0
+        # budget-aware successive halving: a Plan read from the trials picks each trial
+        self.halving = self.objective.config.study.strategy == "halving" and not replicates
 
     def run(self) -> RunSummary:
         """Runs to the budget, the deadline, the failure limit or the memory limit.
@@ -375,6 +378,11 @@ class Runner:
         far (finished, running and waiting)."""
         if not self.replicates:
             done, running = self.handle.progress()
+            if self.halving:  # every rung's trials; the planned total, as trials finish
+                from lrsearch.halving import planned_trials
+
+                planned = planned_trials(self.objective.config, self.budget)
+                return done, running, max(planned, done + running)
             return done, running, self.budget
         counts = self.handle.counts(replicates=True)
         done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
@@ -389,7 +397,18 @@ class Runner:
             optuna.storages.fail_stale_trials(study)
             done, running, budget = self.progress()
             remaining = None if self.deadline is None else self.deadline - time.monotonic()
-            if done >= budget or (remaining is not None and remaining <= 0):
+            if remaining is not None and remaining <= 0:
+                return
+            if self.halving:
+                job = self.plan().next()
+                if job is None:
+                    return
+                if job == "wait":  # the next trials depend on ones running elsewhere
+                    time.sleep(self.poll_seconds)
+                else:
+                    self._run_packed()
+                continue
+            if done >= budget:
                 return
             if done + running >= budget:
                 time.sleep(self.poll_seconds)  # others run the last trials; take over if they die
@@ -429,6 +448,15 @@ class Runner:
             if stop[0] or not self._may_start():
                 return None
             optuna.storages.fail_stale_trials(study)
+            if self.halving:
+                from lrsearch.halving import create_trial
+
+                job = self.plan().next()
+                if job is None or job == "wait":
+                    return None
+                trial = create_trial(study, job)
+                beats.start(trial)
+                return trial
             done, running, budget = self.progress()
             if done + running >= budget:
                 return None
@@ -512,7 +540,15 @@ class Runner:
         if self.artifacts is not None and trial.state.name in ("COMPLETE", "PRUNED"):
             self.artifacts.trial_finished(study, trial)
         self.failures.record(trial)
-        return grown or self.failures.stop or done + running >= budget
+        ended = done + running >= budget and not self.halving  # halving: its plan says
+        return grown or self.failures.stop or ended
+
+    def plan(self) -> Plan:
+        """A halving study's plan, read from its trials now."""
+        from lrsearch.halving import Plan
+
+        trials = self.handle.optuna.get_trials(deepcopy=False)
+        return Plan(self.objective.config, trials, budget=self.budget)
 
 
 class _MemoryWatch:
@@ -704,7 +740,12 @@ def _bar_counts(prepared: PreparedStudy, replicates: bool) -> tuple[int, int]:
     """The progress bar's total and start: the budget and the finished search trials, or the
     replicates queued so far and those finished."""
     if not replicates:
-        return prepared.budget, prepared.handle.progress()[0]
+        done = prepared.handle.progress()[0]
+        if prepared.objective.config.study.strategy == "halving":
+            from lrsearch.halving import planned_trials
+
+            return planned_trials(prepared.objective.config, prepared.budget), done
+        return prepared.budget, done
     counts = prepared.handle.counts(replicates=True)
     done = sum(counts.get(k, 0) for k in ("complete", "pruned", "diverged"))
     return done + counts.get("running", 0) + counts.get("waiting", 0), done

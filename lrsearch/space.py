@@ -255,6 +255,13 @@ class SearchSpace:
             space._check_corners(FAMILIES[name])
         return space
 
+    def compressed(self, epochs: int) -> SearchSpace:
+        """This space resolving its points into ``epochs`` epochs: each whole schedule
+        compressed (:meth:`Budget.compressed`; budget-aware halving's lower rungs)."""
+        if epochs == self.budget.epochs:
+            return self
+        return replace(self, budget=self.budget.compressed(epochs))
+
     def _check_corners(self, family: Family) -> None:
         dims = self.dimensions[family.name]
         lr_values = self.learning_rate.corners()

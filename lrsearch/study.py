@@ -82,6 +82,7 @@ def make_sampler(config: StudyConfig, salt: int | None = None) -> optuna.sampler
 
 def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     """The Optuna pruner of ``[study.pruner]``; it never prunes before ``start_fraction``.
+    None prunes under ``strategy = "halving"``: its rungs compare whole schedules.
 
     Early validation metrics favour schedules that decay early (short-horizon bias), so by
     default nothing is pruned in the first half of the epochs.
@@ -90,7 +91,8 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
 
     p, epochs = config.study.pruner, config.training.epochs
     first = max(1, math.ceil(p.start_fraction * epochs))
-    if p.name == "none":
+    if p.name == "none" or config.study.strategy == "halving":  # rungs are the fidelities
+        return optuna.pruners.NopPruner()
         return optuna.pruners.NopPruner()
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(
@@ -309,11 +311,15 @@ class StudyHandle:
         Raises:
             ConfigError: listing the differing fields (and how to join anyway).
         """
-        from lrsearch.config import comparable, config_diff
+        from lrsearch.config import StudyConfig, comparable, config_diff
 
         stored = self.record.config
         if stored is None:
             return
+        try:  # a field added since the study was made: it ran with that field's default
+            stored = StudyConfig.model_validate(stored).normalized()
+        except ValueError:  # a stored file today's rules refuse: compared as it is
+            pass
         diff = config_diff(comparable(stored), comparable(config.normalized()))
         old_data = self.record.data_fingerprint
         if data_fingerprint and old_data and old_data != data_fingerprint:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from lrsearch.exceptions import ScheduleError, did_you_mean
@@ -119,16 +119,39 @@ class Param:
 
 @dataclass(frozen=True)
 class Budget:
-    """What the search layer knows about a training: its length and what it monitors."""
+    """What the search layer knows about a training: its length and what it monitors.
+
+    A *compressed* budget (:meth:`compressed`) is a shorter training that runs the whole
+    schedule of a ``full_epochs`` one, every length scaled by ``epochs / full_epochs``: a value
+    in epochs means epochs of the full training.
+
+        >>> short = Budget(epochs=9, steps_per_epoch=10).compressed(3)
+        >>> short.total_steps, short.compression
+        (30, 0.3333333333333333)
+    """
 
     epochs: int
     steps_per_epoch: int
     monitor: str = "val_loss"
     mode: str = "min"
+    full_epochs: int | None = None
+    """The epochs of the training this one compresses (None: not compressed)."""
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    @property
+    def compression(self) -> float:
+        """This training's length / the full training's (1.0 when not compressed)."""
+        return self.epochs / self.full_epochs if self.full_epochs else 1.0
+
+    def compressed(self, epochs: int) -> Budget:
+        """This budget's whole schedule compressed into ``epochs`` epochs (budget-aware
+        successive halving, :mod:`lrsearch.halving`)."""
+        if epochs < 1:
+            raise ValueError(f"A training needs at least one epoch. Received: epochs={epochs}")
+        return replace(self, epochs=epochs, full_epochs=self.full_epochs or self.epochs)
 
 
 Bound = float | Callable[[Budget], float]
@@ -166,8 +189,8 @@ class SearchParam:
         return low, high
 
     def to_absolute(self, value: Any, budget: Budget, learning_rate: float) -> Any:
-        if self.unit == "epochs":
-            return int(round(value * budget.steps_per_epoch))
+        if self.unit == "epochs":  # epochs of the full training
+            return int(round(value * budget.steps_per_epoch * budget.compression))
         if self.unit == "budget":
             return max(int(round(value * budget.total_steps)), 1)
         if self.unit == "lr":
@@ -521,11 +544,19 @@ def _after_warmup(total: int, p: Mapping[str, Any]) -> int:
 
 
 def _set_steps_per_epoch(p: dict[str, Any], b: Budget) -> None:
-    p["steps_per_epoch"] = b.steps_per_epoch
+    """An epoch of the full training: in a compressed one, fewer steps."""
+    p["steps_per_epoch"] = max(int(round(b.steps_per_epoch * b.compression)), 1)
 
 
 def _set_monitor(p: dict[str, Any], b: Budget) -> None:
+    """The monitored metric; in a compressed training, patience and cooldown (counted in
+    epochs of the full training) scaled down, patience to at least one epoch."""
     p["monitor"], p["mode"] = b.monitor, b.mode
+    if b.compression != 1.0:
+        if "patience" in p:
+            p["patience"] = max(int(round(p["patience"] * b.compression)), 1)
+        if "cooldown" in p:
+            p["cooldown"] = int(round(p["cooldown"] * b.compression))
 
 
 def _fit_wsd(p: dict[str, Any], b: Budget) -> None:
