@@ -40,7 +40,17 @@ if TYPE_CHECKING:
 
     from lrsearch.config import StudyConfig
 
-__all__ = ["WAIT", "Job", "Plan", "Race", "RungStats", "rung_epochs"]
+__all__ = [
+    "WAIT",
+    "Job",
+    "Plan",
+    "Race",
+    "RungStats",
+    "create_trial",
+    "planned_epochs",
+    "planned_trials",
+    "rung_epochs",
+]
 
 RACE_NOISE_FACTOR = 2.0
 """A family is dropped when behind the median family's best by more than this many times the
@@ -70,15 +80,27 @@ def rung_epochs(config: StudyConfig) -> tuple[int, ...]:
 
 def planned_trials(config: StudyConfig, budget: int | None = None) -> int:
     """The trials a halving study trains when no promotion runs ahead (synchronous halving):
-    ``n_trials`` at rung 0, a 1/eta of them at each rung up (at least one), and the race's
-    twins. Asynchronous promotion may train a few more."""
-    eta, kept, total = config.study.halving.eta, budget or config.study.n_trials, 0
-    for _ in rung_epochs(config):
-        total += kept
+    ``budget`` (default ``n_trials``) at rung 0, a 1/eta of them at each rung up (at least
+    one), and the race's twins. Asynchronous promotion may train a few more."""
+    return sum(n for n, _ in _planned(config, budget))
+
+
+def planned_epochs(config: StudyConfig, budget: int | None = None) -> int:
+    """The training epochs of :func:`planned_trials` (each trial its rung's epochs)."""
+    return sum(n * epochs for n, epochs in _planned(config, budget))
+
+
+def _planned(config: StudyConfig, budget: int | None) -> list[tuple[int, int]]:
+    """``(trials, epochs)`` per rung, the race's twins at rung 0 apart."""
+    eta, kept = config.study.halving.eta, budget or config.study.n_trials
+    rungs = rung_epochs(config)
+    planned = []
+    for epochs in rungs:
+        planned.append((kept, epochs))
         kept = max(kept // eta, 1)
     if config.study.halving.race and len(config.space.families) >= 3:
-        total += len(config.space.families)
-    return total
+        planned.append((len(config.space.families), rungs[0]))
+    return planned
 
 
 @dataclass(frozen=True)
