@@ -263,6 +263,7 @@ def study_note(study: optuna.Study, metric: str) -> str:
             + ", ".join(f"{v:.3g}" for v in lr_range.get("minima", []))
             + f"; `{LR_RANGE}` shows the test).",
         ]
+    lines += halving_lines(handle, metric)
     lines += confirm_lines(handle, metric)
     lines += [
         "",
@@ -278,6 +279,27 @@ def study_note(study: optuna.Study, metric: str) -> str:
         "```",
     ]
     return "\n".join(lines)
+
+
+def halving_lines(handle: StudyHandle, metric: str) -> list[str]:
+    """The note's rungs and family race of a ``strategy = "halving"`` study (none without)."""
+    plan = handle.halving_plan()
+    if plan is None:
+        return []
+    lines = [
+        "",
+        "### Rungs (budget-aware halving: each rung trains whole schedules in its epochs)",
+        "",
+        f"| rung | epochs | trials | best {metric} | trial |",
+        "|---|---|---|---|---|",
+    ]
+    for r in plan.stats():
+        value = f"{r.best:.4f}" if r.best is not None else "-"
+        number = f"#{r.best_number}" if r.best_number is not None else "-"
+        lines.append(f"| {r.rung} | {r.epochs} | {sum(r.counts.values())} | {value} | {number} |")
+    if plan.race is not None:
+        lines += ["", *(f"- {line.strip()}" for line in plan.race.lines(handle.maximize))]
+    return lines
 
 
 def confirm_lines(handle: StudyHandle, metric: str) -> list[str]:

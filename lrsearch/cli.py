@@ -615,6 +615,8 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         return
     counts = ", ".join(f"{v} {k}" for k, v in sorted(info["counts"].items())) or "no trials"
     budget = f" of a budget of {info['budget']}" if info["budget"] else ""
+    if info["rungs"] and info["budget"]:
+        budget = f" ({info['budget']} new configurations, then promotions)"
     click.echo(f"study {info['name']!r} ({info['direction']} {info['metric']}): {counts}{budget}")
     if info["lr_range"]:
         low, high = info["lr_range"]["low"], info["lr_range"]["high"]
@@ -622,6 +624,16 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     if info["replicates"]:
         replicated = ", ".join(f"{v} {k}" for k, v in sorted(info["replicates"].items()))
         click.echo(f"replicates (lrsearch confirm; not in the budget): {replicated}")
+    if info["rungs"]:
+        click.echo("rungs (budget-aware halving: whole schedules in each rung's epochs):")
+        for r in info["rungs"]:
+            states = ", ".join(f"{v} {k}" for k, v in sorted(r["counts"].items())) or "none"
+            best = (
+                "" if r["best"] is None else f"  best {r['best']:.4f} (trial #{r['best_number']})"
+            )
+            click.echo(f"  rung {r['rung']}  {r['epochs']:>4} epochs  {states}{best}")
+    for line in info["race"]:
+        click.echo(line)
     if info["best_per_family"]:
         click.echo("best per family:")
         for family, b in info["best_per_family"].items():

@@ -6,8 +6,9 @@ bias). Here every rung trains each of its configurations with its **whole** sche
 compressed into the rung's epochs (:meth:`lrsearch.schedules.Budget.compressed`: the search
 layer's relative units make this exact), so a rung compares whole, annealed schedules:
 
-- Rung epochs: ``min_epochs``, ``x eta``, ``x eta^2``, ... up to the study's epochs (the last
-  rung is always the full training). Rung 0 takes ``n_trials`` new configurations.
+- Rung epochs: ``min_epochs``, ``x eta``, ``x eta^2``, ... while the full training stays at
+  least eta times longer, then the study's epochs (the last rung is the full training).
+  Rung 0 takes ``n_trials`` new configurations.
 - Promotion is asynchronous (ASHA): a configuration in the top ``1/eta`` of the finished
   trials of its rung is trained again at the next rung, as a new trial (``promoted_from``).
   Once a rung can get no more trials, its best is promoted even if ``1/eta`` rounds to none,
@@ -71,10 +72,9 @@ def rung_epochs(config: StudyConfig) -> tuple[int, ...]:
     """
     epochs, halving = config.training.epochs, config.study.halving
     low = halving.min_epochs or max(epochs // halving.eta**2, 1)
-    rungs = []
-    while low < epochs:
-        rungs.append(low)
-        low *= halving.eta
+    rungs = [low]  # then x eta while the full training stays at least eta times longer
+    while rungs[-1] * halving.eta * halving.eta <= epochs:
+        rungs.append(rungs[-1] * halving.eta)
     return (*rungs, epochs)
 
 
@@ -304,12 +304,16 @@ class Plan:
         by_number = {e.number: e for e in self.entries}
         diffs = []
         for twin in twins:
-            source = by_number.get(int(twin.record.twin_of or -1))
+            source = (
+                by_number.get(int(twin.record.twin_of))
+                if twin.record.twin_of is not None
+                else None
+            )
             if twin.state == "COMPLETE" and source is not None and source.state == "COMPLETE":
                 assert twin.value is not None and source.value is not None
                 diffs.append(twin.value - source.value)
         # a family whose first configuration completed and has no twin yet: not decided
-        twinned = {int(e.record.twin_of or -1) for e in twins}
+        twinned = {int(e.record.twin_of) for e in twins if e.record.twin_of is not None}
         for family in self.families:
             first = next((e for e in self._race_entries(family) if e.state == "COMPLETE"), None)
             if first is not None and first.number not in twinned:

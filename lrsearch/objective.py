@@ -442,6 +442,17 @@ class Objective:
         self.space = SearchSpace.from_config(
             config.space, self.budget, optimizer=config.training.optimizer
         )
+        if config.study.strategy == "halving":  # the lowest rung's schedules must be valid too
+            from lrsearch.halving import rung_epochs
+
+            low = rung_epochs(config)[0]
+            try:
+                self.space.compressed(low, check=True)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"strategy = 'halving': the lowest rung trains {low} epoch(s), too short: "
+                    f"{exc}; raise study.halving.min_epochs (or data/batch size for more steps)"
+                ) from None
         self.baselines = [self.space.baseline_point(b) for b in config.baseline]
         for b in config.baseline:
             if b.family not in self.space.families:

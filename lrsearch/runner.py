@@ -71,7 +71,8 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
             parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     state = trial.state.name
     if record.duplicate_of is not None:
-        result = f"SKIPPED: the same replicate as #{record.duplicate_of}, queued at once"
+        same = "promotion" if record.promoted_from is not None else "replicate"
+        result = f"SKIPPED: the same {same} as #{record.duplicate_of}, queued at once"
     elif record.diverged:
         result = f"DIVERGED at step {record.diverged_at_step}"
     elif state == "PRUNED":
@@ -88,6 +89,13 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
     tag = " [baseline]" if record.baseline is not None else ""
     if record.replicate_of is not None:
         tag = f" [replicate of #{record.replicate_of}, seed {record.seed}]"
+    if record.rung is not None:
+        tag += f" [rung {record.rung}: {record.rung_epochs} epochs"
+        if record.promoted_from is not None:
+            tag += f", from #{record.promoted_from}"
+        if record.twin_of is not None:
+            tag += f", twin of #{record.twin_of}"
+        tag += "]"
     return f"#{trial.number:<4d} {family:<15} {' '.join(parts)}  {result}  {took}{tag}".rstrip()
 
 

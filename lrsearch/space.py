@@ -255,12 +255,21 @@ class SearchSpace:
             space._check_corners(FAMILIES[name])
         return space
 
-    def compressed(self, epochs: int) -> SearchSpace:
+    def compressed(self, epochs: int, *, check: bool = False) -> SearchSpace:
         """This space resolving its points into ``epochs`` epochs: each whole schedule
-        compressed (:meth:`Budget.compressed`; budget-aware halving's lower rungs)."""
+        compressed (:meth:`Budget.compressed`; budget-aware halving's lower rungs); with
+        ``check``, its corners checked at that length.
+
+        Raises:
+            ConfigError: (``check``) a range gives invalid schedules in ``epochs`` epochs.
+        """
         if epochs == self.budget.epochs:
             return self
-        return replace(self, budget=self.budget.compressed(epochs))
+        space = replace(self, budget=self.budget.compressed(epochs))
+        if check:
+            for name in space.families:
+                space._check_corners(FAMILIES[name])
+        return space
 
     def _check_corners(self, family: Family) -> None:
         dims = self.dimensions[family.name]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from lrsearch.config import StudyConfig
+    from lrsearch.halving import Plan
 
 __all__ = [
     "BestTrial",
@@ -201,6 +202,10 @@ class StudyStatus:
     """The range test's bounds the search samples ``learning_rate`` in, if stored."""
     replicates: dict[str, int] = field(default_factory=dict)
     """Replicate trials per state (``lrsearch confirm``); ``counts`` holds search trials."""
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    """A halving study's rungs, lowest first: epochs, trials per state, best value and trial."""
+    race: list[str] = field(default_factory=list)
+    """A halving study's family race: its decision and evidence (lines), if decided."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -418,12 +423,30 @@ class StudyHandle:
         return done, counts.get("running", 0)
 
     def best(self) -> BestTrial | None:
-        """The best complete trial (Optuna's own query), or None."""
+        """The best complete trial (Optuna's own query), or None; in a halving study the
+        best of the top rung, the full training (a lower rung's trained fewer epochs)."""
+        plan = self.halving_plan()
+        if plan is not None:
+            number = plan.best_number()
+            return None if number is None else BestTrial.of(self.trial(number))
         try:
             trial = self.optuna.best_trial
         except ValueError:
             return None
         return BestTrial.of(trial)
+
+    def halving_plan(self) -> Plan | None:
+        """A ``strategy = "halving"`` study's plan, read from its trials now (rungs, race);
+        None for another strategy."""
+        from lrsearch.config import StudyConfig
+        from lrsearch.halving import Plan
+
+        stored = self.record.config
+        if not stored or (stored.get("study") or {}).get("strategy") != "halving":
+            return None
+        config = StudyConfig.model_validate(stored)
+        trials = self.optuna.get_trials(deepcopy=False)
+        return Plan(config, trials, budget=self.record.budget)
 
     def require_best(self) -> BestTrial:
         """The best trial.
@@ -503,7 +526,8 @@ class StudyHandle:
             if trial.interrupted:
                 error = "interrupted (Ctrl-C)"
             elif trial.duplicate_of is not None:
-                error = f"not trained: the same replicate as trial #{trial.duplicate_of}"
+                same = "promotion" if trial.promoted_from is not None else "replicate"
+                error = f"not trained: the same {same} as trial #{trial.duplicate_of}"
             elif error is None:
                 error = "no error recorded: its worker stopped (killed, crashed or lost)"
             failed.append({"number": r.number, "family": r.family, "error": error})
@@ -512,6 +536,9 @@ class StudyHandle:
             for b in queries.family_bests(storage, sid, maximize=self.maximize)
         }
         study = self.record
+        plan = self.halving_plan()
+        rungs = [asdict(r) for r in plan.stats()] if plan is not None else []
+        race = plan.race.lines(self.maximize) if plan is not None and plan.race else []
         return StudyStatus(
             name=self.name,
             direction=self.direction,
@@ -523,17 +550,25 @@ class StudyHandle:
             failed=failed,
             best=self.best(),
             lr_range=study.lr_range,
+            rungs=rungs,
+            race=race,
             replicates=self.counts(replicates=True),
         )
 
     def summary(self, *, ran: int, seconds: float = 0.0, recycled: bool = False) -> RunSummary:
         """Where the study stands after a run in which ``ran`` trials were run."""
         counts = {k.upper(): v for k, v in self.counts().items()}
-        done, _ = self.progress()
+        done, running = self.progress()
+        budget = self.record.budget or 0
+        plan = self.halving_plan()
+        if plan is not None:  # every rung's trials: the plan's total
+            from lrsearch.halving import planned_trials
+
+            budget = max(planned_trials(plan.config, budget), done + running)
         return RunSummary(
             study_name=self.name,
             storage_url=self.masked_url,
-            n_trials=self.record.budget or 0,
+            n_trials=budget,
             finished=done,
             ran=ran,
             seconds=seconds,
