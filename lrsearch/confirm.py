@@ -163,26 +163,19 @@ class Confirmation:
 
 
 def top_sources(handle: StudyHandle, top: int) -> list[FrozenTrial]:
-    """The ``top`` best COMPLETE search trials (no replicates) with distinct schedules, best
-    first; of trials with the same stored schedule the better (then earlier) one counts.
+    """The ``top`` best COMPLETE search trials (no replicates; a halving study's top rung)
+    with distinct schedules, best first; of trials with the same stored schedule the better
+    (then earlier) one counts.
 
     Raises:
         LRSearchError: the study has no complete trial.
     """
-    rows = [
-        r
-        for r in handle.rows()
-        if r.state == "COMPLETE"
-        and r.replicate_of is None
-        and r.value is not None
-        and math.isfinite(r.value)
-    ]
+    rows = handle.ranked_rows()
     if not rows:
         raise LRSearchError(
             f"Study {handle.name!r} has no completed trial to confirm yet; run it first "
             f"(lrsearch resume {handle.name})."
         )
-    rows.sort(key=lambda r: (-r.value if handle.maximize else r.value, r.number))  # type: ignore[operator]
     storage = storage_of(handle.optuna)
     seen: set[str] = set()
     found: list[FrozenTrial] = []

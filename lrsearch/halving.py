@@ -410,6 +410,10 @@ class Plan:
             )
         return out
 
+    def full_trainings(self) -> set[int]:
+        """Numbers of the top rung's trials (trained the study's full epochs)."""
+        return {e.number for e in self.at(len(self.rungs) - 1)}
+
     def best_number(self) -> int | None:
         """The best complete trial of the top rung (the search's pick), if any."""
         top = self.stats()[-1]

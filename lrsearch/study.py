@@ -479,9 +479,11 @@ class StudyHandle:
             )
         return storage_of(self.optuna).get_trial(found)
 
-    def top(self, limit: int) -> list[FrozenTrial]:
-        """The ``limit`` best complete search trials (not replicates) with a finite value, best
-        first (loaded alone)."""
+    def ranked_rows(self) -> list[queries.TrialRow]:
+        """The complete search trials (not replicates) with a finite value, best first; in a
+        halving study, of the top rung only (the full trainings)."""
+        plan = self.halving_plan()
+        full = plan.full_trainings() if plan is not None else None
         done = [
             r
             for r in self.rows()
@@ -489,10 +491,15 @@ class StudyHandle:
             and r.value is not None
             and math.isfinite(r.value)
             and r.replicate_of is None
+            and (full is None or r.number in full)
         ]
         done.sort(key=lambda r: (-r.value if self.maximize else r.value, r.number))  # type: ignore[operator]
+        return done
+
+    def top(self, limit: int) -> list[FrozenTrial]:
+        """The ``limit`` best of :meth:`ranked_rows`, loaded alone."""
         storage = storage_of(self.optuna)
-        return [storage.get_trial(r.trial_id) for r in done[:limit]]
+        return [storage.get_trial(r.trial_id) for r in self.ranked_rows()[:limit]]
 
     def complete_trials(self) -> list[FrozenTrial]:
         """Every complete trial, attributes included (for parameter importance)."""

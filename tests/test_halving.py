@@ -425,7 +425,20 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
     assert "family race:" in status and "rms of 3 twin pair(s)" in status
     best = _lrsearch("best", "halving-one", "--storage", url, cwd=tmp_path)
     top = [t for t in trials if TrialRecord.of(t).rung == 1 and t.state == TrialState.COMPLETE]
-    assert f"best trial #{max(top, key=lambda t: t.value or 0).number}," in best
+    winner = max(top, key=lambda t: t.value or 0)
+    assert f"best trial #{winner.number}," in best
+    # confirm replicates full trainings only: the top rung's best, its whole schedule
+    _lrsearch("confirm", "halving-one", "--storage", url, "--top", "1", "--seeds", "1",
+              cwd=tmp_path)  # fmt: skip
+    replicates = [
+        t
+        for t in StudyHandle.open("halving-one", url).optuna.get_trials(deepcopy=False)
+        if TrialRecord.of(t).replicate_of is not None
+    ]
+    assert [TrialRecord.of(t).replicate_of for t in replicates] == [winner.number]
+    assert replicates[0].state == TrialState.COMPLETE
+    assert TrialRecord.of(replicates[0]).epochs_run == 3
+    assert TrialRecord.of(replicates[0]).schedule == TrialRecord.of(winner).schedule
 
 
 @pytest.mark.slow
