@@ -7,6 +7,7 @@ through ``lrsearch start`` with real trainings: one worker, two workers, a resum
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -425,6 +426,10 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
     assert "family race:" in status and "rms of 3 twin pair(s)" in status
     best = _lrsearch("best", "halving-one", "--storage", url, cwd=tmp_path)
     top = [t for t in trials if TrialRecord.of(t).rung == 1 and t.state == TrialState.COMPLETE]
+    from lrsearch.artifacts import study_note
+
+    note = study_note(StudyHandle.open("halving-one", url).optuna, "val_accuracy")
+    assert "### Rungs" in note and "| 1 | 3 |" in note and "- family race:" in note
     winner = max(top, key=lambda t: t.value or 0)
     assert f"best trial #{winner.number}," in best
     # confirm replicates full trainings only: the top rung's best, its whole schedule
@@ -442,10 +447,22 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_two_workers_share_the_rungs_and_a_resumed_study_grows_its_plan(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'h.db'}"
+    """``--workers 2`` on a fresh database: every promotion trained once, the plan done; run
+    again with a larger budget, a fresh process reads the plan from the database and goes on."""
+    from tests.servers import server_database
+
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'h.db'}"
+        if kind != "sqlite":
+            url = stack.enter_context(server_database(kind, "halving"))
+        _two_workers_then_more(tmp_path, url)
+
+
+def _two_workers_then_more(tmp_path: Path, url: str) -> None:
     study_file = _halving_file(tmp_path, "halving-two", n_trials=3, pack=2)
     args = ("start", str(study_file), "--storage", url, "--no-progress")
     _lrsearch(*args, "--workers", "2", cwd=tmp_path)
