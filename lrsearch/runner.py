@@ -456,30 +456,13 @@ class Runner:
             if stop[0] or not self._may_start():
                 return None
             optuna.storages.fail_stale_trials(study)
-            if self.halving:
-                from lrsearch.halving import create_trial
-
-                job = self.plan().next()
-                if job is None or job == "wait":
-                    return None
-                trial = create_trial(study, job)
+            with warnings.catch_warnings():
+                # "Heartbeat of storage is supposed to be used with Study.optimize": each
+                # trial of the pack gets the heartbeat optimize would give it (Heartbeats)
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self._next_trial(study)
+            if trial is not None:
                 beats.start(trial)
-                return trial
-            done, running, budget = self.progress()
-            if done + running >= budget:
-                return None
-            if self.replicates:
-                popped = self.handle.pop_replicate()  # never a new trial
-                if popped is None:
-                    return None
-                trial = popped
-            else:
-                with warnings.catch_warnings():
-                    # "Heartbeat of storage is supposed to be used with Study.optimize": each
-                    # trial of the pack gets the heartbeat optimize would give it (Heartbeats)
-                    warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                    trial = study.ask()
-            beats.start(trial)
             return trial
 
         def tell(trial: optuna.Trial, outcome: float | BaseException) -> None:
@@ -522,6 +505,24 @@ class Runner:
                 self.objective.current_trials.remove(trial)
                 self.handle.requeue_interrupted(trial)
             self.objective.waiting = []
+
+    def _next_trial(self, study: optuna.Study) -> optuna.Trial | None:
+        """The next trial for a free slot, or None: the halving plan's, a queued replicate
+        (never a new trial), or Optuna's (a queued one or a new sample) while the budget
+        leaves room."""
+        if self.halving:
+            from lrsearch.halving import create_trial
+
+            job = self.plan().next()
+            if job is None or job == "wait":
+                return None
+            return create_trial(study, job)
+        done, running, budget = self.progress()
+        if done + running >= budget:
+            return None
+        if self.replicates:
+            return self.handle.pop_replicate()
+        return study.ask()
 
     def _may_start(self) -> bool:
         """Whether a trial may start now: before the deadline, under the failure and memory

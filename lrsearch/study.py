@@ -644,7 +644,9 @@ class StudyHandle:
         elif frozen.state != TrialState.FAIL or not TrialRecord.of(frozen).interrupted:
             return None  # it ended before the interrupt (even by failing): nothing to run again
         carried = TrialRecord.of(frozen).carried(retry_of=frozen.number)
-        self.optuna.enqueue_trial(frozen.params, user_attrs=carried.attrs(), skip_if_exists=False)
+        # interrupted before its parameters were suggested: the ones it was created with
+        params = frozen.params or frozen.system_attrs.get("fixed_params") or {}
+        self.optuna.enqueue_trial(params, user_attrs=carried.attrs(), skip_if_exists=False)
         return int(frozen.number)
 
 

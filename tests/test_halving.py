@@ -472,3 +472,21 @@ def _two_workers_then_more(tmp_path: Path, url: str) -> None:
     trials = _check_finished_plan(url, "halving-two", 6)
     assert len(trials) > len(first)
     assert [t.params for t in trials[: len(first)]] == [t.params for t in first]
+
+
+def test_a_promotion_interrupted_before_it_sampled_is_queued_with_its_configuration() -> None:
+    """Ctrl-C between a promotion's creation and its first parameter: the queued re-run
+    trains the promoted configuration at the same rung, not a fresh sample."""
+    s = _Study(_config(n_trials=1, halving={"race": False}, epochs=3))
+    _, first = s.start()
+    s.finish(first, 0.5)
+    job = s.plan().next()
+    assert isinstance(job, Job) and job.kind == "promote"
+    promoted = create_trial(s.study, job)  # no parameter suggested yet
+    TrialRecord(interrupted=True).write(promoted)
+    assert StudyHandle(s.study).requeue_interrupted(promoted) == promoted.number
+    queued = s.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert len(queued) == 1
+    record = TrialRecord.of(queued[0])
+    assert (record.rung, record.promoted_from, record.retry_of) == (1, first.number, 1)
+    assert queued[0].system_attrs["fixed_params"] == first.params
