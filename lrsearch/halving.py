@@ -278,14 +278,21 @@ class Plan:
         if short:
             family = min(short, key=lambda f: (counts[f], self.families.index(f)))
             jobs.append(self._job("race", 0, {"family": family}, race=family))
-        twinned = {e.record.twin_of for e in self.at(0) if e.record.twin_of is not None}
-        for family in self.families:
-            first = next((e for e in self._race_entries(family) if e.state == "COMPLETE"), None)
-            if first is not None and first.number not in twinned:
-                jobs.append(
-                    self._job("twin", 0, dict(first.params), race=family, twin_of=first.number)
-                )
+        for family in self._untwinned():
+            first = next(e for e in self._race_entries(family) if e.state == "COMPLETE")
+            jobs.append(
+                self._job("twin", 0, dict(first.params), race=family, twin_of=first.number)
+            )
         return jobs
+
+    def _untwinned(self) -> list[str]:
+        """Families with a complete race configuration and no twin yet (one twin each)."""
+        twinned = {e.record.race for e in self.at(0) if e.record.twin_of is not None}
+        return [
+            f
+            for f in self.families
+            if f not in twinned and any(e.state == "COMPLETE" for e in self._race_entries(f))
+        ]
 
     def _race(self) -> Race | None:
         """The race's outcome once every race trial and twin has finished; None before."""
@@ -312,12 +319,8 @@ class Plan:
             if twin.state == "COMPLETE" and source is not None and source.state == "COMPLETE":
                 assert twin.value is not None and source.value is not None
                 diffs.append(twin.value - source.value)
-        # a family whose first configuration completed and has no twin yet: not decided
-        twinned = {int(e.record.twin_of) for e in twins if e.record.twin_of is not None}
-        for family in self.families:
-            first = next((e for e in self._race_entries(family) if e.state == "COMPLETE"), None)
-            if first is not None and first.number not in twinned:
-                return None
+        if self._untwinned():  # a twin still to train: not decided
+            return None
         known = [v for v in bests.values() if v is not None]
         if not diffs or not known:
             return Race(bests, None, len(diffs), None, ())

@@ -490,3 +490,21 @@ def test_a_promotion_interrupted_before_it_sampled_is_queued_with_its_configurat
     record = TrialRecord.of(queued[0])
     assert (record.rung, record.promoted_from, record.retry_of) == (1, first.number, 1)
     assert queued[0].system_attrs["fixed_params"] == first.params
+
+
+def test_each_family_gets_one_twin_whichever_race_configuration_finishes_first() -> None:
+    s = _Study(_config(n_trials=9, families=["cosine", "onecycle", "wsd"]))
+    started = [s.start() for _ in range(6)]  # the race: 2 per family, none finished
+    assert [job.record.race for job, _ in started] == ["cosine", "onecycle", "wsd"] * 2
+    later_cosine = started[3][1]
+    s.finish(later_cosine, 0.8)
+    job, twin = s.start()
+    assert job.kind == "twin" and job.record.twin_of == later_cosine.number
+    s.finish(started[0][1], 0.7)  # the family's first configuration ends after: no 2nd twin
+    kinds = []
+    for _ in range(3):
+        job, trial = s.start()
+        kinds.append(job.kind)
+        assert job.record.twin_of is None, job
+        s.finish(trial, 0.5)
+    assert "twin" not in kinds  # new configurations and the promotions they earn
