@@ -438,12 +438,12 @@ class StudyHandle:
     def halving_plan(self) -> Plan | None:
         """A ``strategy = "halving"`` study's plan, read from its trials now (rungs, race);
         None for another strategy."""
+        stored = self.record.config
+        if not stored or (stored.get("study") or {}).get("strategy") != "halving":
+            return None  # read commands on other studies import nothing heavy (no pydantic)
         from lrsearch.config import StudyConfig
         from lrsearch.halving import Plan
 
-        stored = self.record.config
-        if not stored or (stored.get("study") or {}).get("strategy") != "halving":
-            return None
         config = StudyConfig.model_validate(stored)
         trials = self.optuna.get_trials(deepcopy=False)
         return Plan(config, trials, budget=self.record.budget)

@@ -340,7 +340,7 @@ def test_auto_calibration_leaves_most_of_a_deadline_to_the_trials() -> None:
     loaded machine). A deadline already reached times the first size only, to train with."""
     import time
 
-    from lrsearch.packing import AUTO_TIME_SHARE, calibrate
+    from lrsearch.packing import calibrate
 
     config = _config(MLP)
     dataset = load_data(config)
@@ -349,14 +349,9 @@ def test_auto_calibration_leaves_most_of_a_deadline_to_the_trials() -> None:
     assert now.trainer is not None and now.trainer.size == 1
     line = now.line()
     assert line and "the time limit" in line, line
-    began = time.monotonic()
-    soon = calibrate(config, dataset, most=32, deadline=began + 8.0)
-    spent = time.monotonic() - began
-    assert spent < 8.0, (spent, soon)  # the trials keep time before the deadline
-    assert soon.size in soon.per_second
-    if len(soon.per_second) < 6:  # stopped short of 32: by the time share, nothing else
-        assert "the time limit" in (soon.line() or ""), soon
-        assert AUTO_TIME_SHARE * 8.0 <= spent
+    # a deadline a few ms away: the first size's compile alone spends over a quarter of it
+    soon = calibrate(config, dataset, most=32, deadline=time.monotonic() + 0.004)
+    assert list(soon.per_second) == [1] and "the time limit" in (soon.line() or "")
 
 
 CUSTOM_STEP = """
