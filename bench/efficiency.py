@@ -28,9 +28,98 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+STRATEGIES = ("random", "tpe", "tpe+hyperband", "top-k@1", "tpe+halving")
+
+
+def with_families(config: Any, families: list[str]) -> Any:
+    """``config`` searching only ``families`` (validated as a study file would be)."""
+    from lrsearch.config import StudyConfig
+
+    data = config.model_dump(mode="json")
+    data["space"]["families"] = families
+    return StudyConfig.model_validate(data)
+
+
+def halving_configurations(config: Any, budget: int) -> int:
+    """The most new configurations (``n_trials``) a halving study of ``config`` may start
+    whose planned epochs (:func:`lrsearch.halving.planned_epochs`) fit ``budget``; at least 1."""
+    from lrsearch.halving import planned_epochs
+
+    n = 1
+    while planned_epochs(config, n + 1) <= budget:
+        n += 1
+    return n
+
+
+def halving_config(config: Any, seed: int, budget: int, pack: int) -> tuple[Any, int]:
+    """``config`` as a halving study (``seed``, ``pack``), and its ``n_trials`` for ``budget``."""
+    from lrsearch.config import StudyConfig
+
+    data = config.model_dump(mode="json")
+    data["study"].update(strategy="halving", seed=seed, name=f"{config.study.name}-halving-{seed}")
+    data["study"]["sampler"]["name"] = "tpe"
+    data["training"]["pack"] = pack
+    halving = StudyConfig.model_validate(data)
+    n_trials = halving_configurations(halving, budget)
+    data["study"]["n_trials"] = n_trials
+    return StudyConfig.model_validate(data), n_trials
+
+
+class _Silent:
+    """A :class:`lrsearch.runner.Reporter` that prints nothing."""
+
+    def trial_done(self, trial: Any, finished: int, best: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def run_halving(config: Any, budget: int, seed: int, pack: int) -> list[tuple[int, float]]:
+    """lrsearch's own halving study (``strategy = "halving"``, its :class:`Runner`, packed
+    trials) on a temporary SQLite file: ``(epochs spent so far, best so far)`` after each trial
+    in the order the trials completed, where only a complete trial of the top rung (the full
+    epochs) counts as a best; every trial's epochs count as spent, twins and lower rungs too."""
+    import tempfile
+    from pathlib import Path
+
+    from lrsearch.halving import Plan, planned_epochs, rung_epochs
+    from lrsearch.records import TrialRecord
+    from lrsearch.runner import Runner, prepare_study
+
+    halving, n_trials = halving_config(config, seed, budget, pack)
+    rungs = rung_epochs(halving)
+    top = len(rungs) - 1
+    with tempfile.TemporaryDirectory(prefix="lrsearch-efficiency-") as folder:
+        url = f"sqlite:///{Path(folder) / 'study.db'}"
+        prepared = prepare_study(halving, storage_url=url, n_trials=n_trials, echo=lambda _: None)
+        Runner(prepared, _Silent(), pack=pack).run()
+        trials = prepared.handle.optuna.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.datetime_complete is not None]
+    finished.sort(key=lambda t: (t.datetime_complete, t.number))
+    spent, best, curve = 0, float("-inf"), []
+    for trial in finished:
+        record = TrialRecord.of(trial)
+        spent += record.epochs_run or 0
+        if trial.state.name == "COMPLETE" and record.rung == top and trial.value is not None:
+            best = max(best, trial.value)
+        curve.append((spent, best))
+    per_rung = [0] * len(rungs)
+    for trial in finished:
+        per_rung[TrialRecord.of(trial).rung or 0] += 1
+    plan = Plan(halving, trials, budget=n_trials)
+    race = plan.race.lines(halving.study.direction == "maximize")[0] if plan.race else "undecided"
+    planned = planned_epochs(halving, n_trials)
+    print(
+        f"  halving seed {seed}: {n_trials} configurations (planned {planned} epochs), rungs "
+        f"{rungs} epochs, finished trials per rung {per_rung}, race: {race}",
+        flush=True,
+    )
+    return curve
+
 
 def run_strategy(
-    name: str, config: Any, objective: Any, budget: int, seed: int, k: int
+    name: str, config: Any, objective: Any, budget: int, seed: int, k: int, pack: int = 4
 ) -> list[tuple[int, float]]:
     """``(epochs spent so far, best final value so far)`` after each full training."""
     import optuna
@@ -39,6 +128,8 @@ def run_strategy(
     from lrsearch.records import TrialRecord
 
     epochs = config.training.epochs
+    if name == "tpe+halving":
+        return run_halving(config, budget, seed, pack)
     if name == "top-k@1":
         study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed)
@@ -92,6 +183,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--k", type=int, default=3, help="top-k@1: configurations trained fully")
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "jax"))
+    parser.add_argument(
+        "--families", default=None, help="comma list: search only these families (a family mix)"
+    )
+    parser.add_argument("--pack", type=int, default=4, help="tpe+halving: trials per pack")
+    parser.add_argument(
+        "--strategies",
+        default=",".join(STRATEGIES),
+        help="comma list, of: " + ", ".join(STRATEGIES),
+    )
     args = parser.parse_args()
     from lrsearch._imports import select_backend
 
@@ -104,12 +204,19 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     config, _ = load_study_file(args.study)
+    if args.families:
+        config = with_families(config, [f.strip() for f in args.families.split(",") if f.strip()])
     objective = Objective(config)
-    strategies = ["random", "tpe", "tpe+hyperband", "top-k@1"]
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown or "random" not in strategies:
+        parser.error(f"--strategies: needs random, and only of {', '.join(STRATEGIES)}")
     curves: dict[str, list[list[tuple[int, float]]]] = {s: [] for s in strategies}
     for seed in range(args.seeds):
         for name in strategies:  # interleaved: every strategy sees the same machine load
-            curves[name].append(run_strategy(name, config, objective, args.budget, seed, args.k))
+            curves[name].append(
+                run_strategy(name, config, objective, args.budget, seed, args.k, args.pack)
+            )
             last = curves[name][-1][-1]
             print(f"seed {seed} {name:<14} epochs {last[0]:>4}  best {last[1]:.4f}", flush=True)
     print(
