@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-STRATEGIES = ("random", "tpe", "tpe+hyperband", "top-k@1", "tpe+halving")
+STRATEGIES = ("random", "tpe", "tpe+hyperband", "top-k@1", "tpe+halving", "kt-hyperband")
 
 
 def with_families(config: Any, families: list[str]) -> Any:
@@ -118,16 +118,110 @@ def run_halving(config: Any, budget: int, seed: int, pack: int) -> list[tuple[in
     return curve
 
 
+def _kt_param(hp: Any, dim: Any) -> None:
+    """Registers lrsearch's search dimension ``dim`` as a KerasTuner hyperparameter."""
+    if dim.kind == "choice":
+        hp.Choice(dim.name, list(dim.choices))
+    elif dim.kind == "int":
+        hp.Int(dim.name, int(dim.low), int(dim.high), sampling="log" if dim.log else "linear")
+    else:
+        hp.Float(dim.name, dim.low, dim.high, sampling="log" if dim.log else "linear")
+
+
+def run_kt_hyperband(
+    config: Any, objective: Any, budget: int, seed: int
+) -> list[tuple[int, float]] | None:
+    """KerasTuner's Hyperband (its oracle: brackets, rounds, promotion; max_epochs = the study's
+    epochs, factor 3) over the study's space (family, learning rate, each family's parameters,
+    conditional on the family), trials trained by lrsearch's ``train`` on the study's model.
+
+    A promoted trial continues its configuration's run: it is trained again from scratch with
+    the same seed to ``tuner/epochs`` (the prefix of its full-length schedule, as KerasTuner's
+    checkpoint reload would continue it) and counts only ``tuner/epochs - tuner/initial_epoch``
+    epochs, what KerasTuner's reload trains. Stops creating trials once the budget is spent.
+    None when keras-tuner is not installed."""
+    try:
+        import keras_tuner as kt
+    except ImportError:
+        return None
+    import tempfile
+
+    from lrsearch.objective import train
+
+    space, epochs = objective.space, config.training.epochs
+    maximize = config.study.direction == "maximize"
+    hp = kt.HyperParameters()
+    hp.Choice("family", list(space.families))
+    if space.learning_rate.is_fixed:
+        hp.Fixed("learning_rate", space.learning_rate.fixed)
+    else:
+        _kt_param(hp, space.learning_rate)
+    for family in space.families:
+        with hp.conditional_scope("family", [family]):
+            for _, dim in space.dimensions[family]:
+                if not dim.is_fixed:
+                    _kt_param(hp, dim)
+    state = {"spent": 0, "best": float("-inf")}
+    curve: list[tuple[int, float]] = []
+    seeds: dict[str, int] = {}
+
+    class BudgetedHyperband(kt.oracles.HyperbandOracle):  # type: ignore[misc]
+        def populate_space(self, trial_id: str) -> dict[str, Any]:
+            if state["spent"] >= budget:
+                return {"status": "STOPPED"}
+            return dict(super().populate_space(trial_id))
+
+    class LRSearchTuner(kt.Tuner):  # type: ignore[misc]
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+            values = trial.hyperparameters.values
+            family = values["family"]
+            relative = {"learning_rate": values["learning_rate"]}
+            for param, dim in space.dimensions[family]:
+                relative[param.name] = dim.fixed if dim.is_fixed else values[dim.name]
+            source = values.get("tuner/trial_id")
+            seeds[trial.trial_id] = seeds.get(source, seed * 1000 + len(seeds))
+            result = train(
+                config,
+                objective.dataset,
+                space.point(family, relative),
+                seed=seeds[trial.trial_id],
+                epochs=int(values["tuner/epochs"]),
+            )
+            state["spent"] += max(result.epochs_run - int(values["tuner/initial_epoch"]), 0)
+            value = result.value if result.outcome == "complete" else None
+            if value is not None and int(values["tuner/epochs"]) == epochs:
+                state["best"] = max(state["best"], value)
+            curve.append((int(state["spent"]), float(state["best"])))
+            worst = -1e9 if maximize else 1e9
+            return {config.study.metric: worst if value is None else float(value)}
+
+    oracle = BudgetedHyperband(
+        objective=kt.Objective(config.study.metric, "max" if maximize else "min"),
+        max_epochs=epochs,
+        factor=3,
+        hyperband_iterations=1000,  # the budget stops it
+        seed=seed,
+        hyperparameters=hp,
+    )
+    with tempfile.TemporaryDirectory(prefix="kt-efficiency-") as folder:
+        tuner = LRSearchTuner(oracle=oracle, directory=folder, project_name="kt", overwrite=True)
+        tuner.search(verbose=0)
+    return curve
+
+
 def run_strategy(
     name: str, config: Any, objective: Any, budget: int, seed: int, k: int, pack: int = 4
-) -> list[tuple[int, float]]:
-    """``(epochs spent so far, best final value so far)`` after each full training."""
+) -> list[tuple[int, float]] | None:
+    """``(epochs spent so far, best final value so far)`` after each full training; None for a
+    strategy that cannot run here (kt-hyperband without keras-tuner)."""
     import optuna
 
     from lrsearch.objective import train
     from lrsearch.records import TrialRecord
 
     epochs = config.training.epochs
+    if name == "kt-hyperband":
+        return run_kt_hyperband(config, objective, budget, seed)
     if name == "tpe+halving":
         return run_halving(config, budget, seed, pack)
     if name == "top-k@1":
@@ -212,12 +306,18 @@ def main() -> None:
     if unknown or "random" not in strategies:
         parser.error(f"--strategies: needs random, and only of {', '.join(STRATEGIES)}")
     curves: dict[str, list[list[tuple[int, float]]]] = {s: [] for s in strategies}
+    skipped: set[str] = set()
     for seed in range(args.seeds):
         for name in strategies:  # interleaved: every strategy sees the same machine load
-            curves[name].append(
-                run_strategy(name, config, objective, args.budget, seed, args.k, args.pack)
-            )
-            last = curves[name][-1][-1]
+            if name in skipped:
+                continue
+            curve = run_strategy(name, config, objective, args.budget, seed, args.k, args.pack)
+            if curve is None:
+                skipped.add(name)
+                print(f"{name}: skipped (keras-tuner is not installed)", flush=True)
+                continue
+            curves[name].append(curve)
+            last = curve[-1]
             print(f"seed {seed} {name:<14} epochs {last[0]:>4}  best {last[1]:.4f}", flush=True)
     print(
         f"\n{config.study.name}: budget {args.budget} epochs ({config.training.epochs} per full "
@@ -225,6 +325,9 @@ def main() -> None:
     )
     print(f"{'strategy':<15} {'best (mean ± sd)':<18} {'epochs':>7}  epochs to random's final")
     for name in strategies:
+        if name in skipped:
+            print(f"{name:<15} skipped (keras-tuner is not installed)")
+            continue
         finals = [c[-1][1] for c in curves[name]]
         spent = statistics.fmean(c[-1][0] for c in curves[name])
         reach = []
