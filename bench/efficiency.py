@@ -1,22 +1,31 @@
 """Search efficiency at a fixed budget of training epochs: how good a schedule each strategy finds.
 
-The baselines of issue #16 (budget-aware halving is not built yet), on one study file, repeated
-over ``--seeds`` seeds, every strategy given the same total of training epochs (``--budget``,
-counted as the epochs each trial actually trained, pruned ones included):
+Issue #16: budget-aware halving against its baselines, on one study file, repeated over
+``--seeds`` seeds, every strategy given the same total of training epochs (``--budget``,
+counted as the epochs each trial actually trained, pruned ones and lower rungs included):
 
 - ``random``: random search, no pruning;
 - ``tpe``: lrsearch's TPE (multivariate, grouped), no pruning;
 - ``tpe+hyperband``: the same with Optuna's Hyperband pruner (min 1 epoch, reduction 3);
 - ``top-k@1``: "is one epoch all you need" (Egele et al. 2023): random configurations trained
-  one epoch each, the best ``k`` of them then trained fully (the budget decides how many).
+  one epoch each, the best ``k`` of them then trained fully (the budget decides how many);
+- ``tpe+halving``: lrsearch's own ``strategy = "halving"`` study (:mod:`lrsearch.halving`) run by
+  its :class:`~lrsearch.runner.Runner` on a temporary SQLite file, packed (``--pack``), with
+  ``n_trials`` the most configurations whose ``planned_epochs`` fit the budget; its best is the
+  best complete trial of the top rung (the full epochs), lower rungs never count as a best;
+- ``kt-hyperband``: KerasTuner's Hyperband oracle (max_epochs = the study's epochs, factor 3)
+  over the same space, trials trained by lrsearch's ``train``; skipped when keras-tuner is not
+  installed (it is not a dependency: ``pip install keras-tuner`` in a separate environment).
 
-Every trial is a real Keras training of the study's model through lrsearch's objective (unpacked,
-one at a time, in-memory Optuna studies). Prints per strategy the best final validation metric
-(mean +- sd over seeds), the epochs spent, and the epochs at which it first reached random
-search's final value of the same seed.
+The first four train unpacked, one at a time, in in-memory Optuna studies. Every trial is a real
+Keras training of the study's model. Prints per strategy the best final validation metric (mean
++- sd over seeds), the epochs spent, and the epochs at which it first reached random search's
+final value of the same seed (a strategy's curve is in the order its trials completed).
 
     python bench/efficiency.py [--study studies/digits.toml] [--budget 120] [--seeds 3]
-                               [--backend jax] [--k 3]
+                               [--backend jax] [--k 3] [--pack 4]
+                               [--families cosine,onecycle,wsd,constant]
+                               [--strategies random,tpe+halving]
 """
 
 from __future__ import annotations
