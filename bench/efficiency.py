@@ -174,13 +174,13 @@ def run_kt_hyperband(
     curve: list[tuple[int, float]] = []
     seeds: dict[str, int] = {}
 
-    class BudgetedHyperband(kt.oracles.HyperbandOracle):  # type: ignore[misc]
+    class BudgetedHyperband(kt.oracles.HyperbandOracle):
         def populate_space(self, trial_id: str) -> dict[str, Any]:
             if state["spent"] >= budget:
                 return {"status": "STOPPED"}
             return dict(super().populate_space(trial_id))
 
-    class LRSearchTuner(kt.Tuner):  # type: ignore[misc]
+    class LRSearchTuner(kt.Tuner):
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
             values = trial.hyperparameters.values
             family = values["family"]
