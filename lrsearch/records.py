@@ -197,6 +197,12 @@ class TrialRecord(_Record):
         return self.outcome == "diverged"
 
     @property
+    def copied(self) -> str:
+        """What a trial that may be made twice at one instant repeats: ``"promotion"`` (a
+        halving promotion) or ``"replicate"`` (``lrsearch confirm``); see :attr:`duplicate_of`."""
+        return "promotion" if self.promoted_from is not None else "replicate"
+
+    @property
     def replicate(self) -> bool:
         """A replicate of another trial (:attr:`replicate_of`), not a search trial."""
         return self.replicate_of is not None

@@ -71,8 +71,7 @@ def trial_line(trial: FrozenTrial, metric: str) -> str:
             parts.append(f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}")
     state = trial.state.name
     if record.duplicate_of is not None:
-        same = "promotion" if record.promoted_from is not None else "replicate"
-        result = f"SKIPPED: the same {same} as #{record.duplicate_of}, queued at once"
+        result = f"SKIPPED: the same {record.copied} as #{record.duplicate_of}, queued at once"
     elif record.diverged:
         result = f"DIVERGED at step {record.diverged_at_step}"
     elif state == "PRUNED":

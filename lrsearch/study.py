@@ -94,7 +94,6 @@ def make_pruner(config: StudyConfig) -> optuna.pruners.BasePruner:
     first = max(1, math.ceil(p.start_fraction * epochs))
     if p.name == "none" or config.study.strategy == "halving":  # rungs are the fidelities
         return optuna.pruners.NopPruner()
-        return optuna.pruners.NopPruner()
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=first, max_resource=epochs, reduction_factor=p.reduction_factor
@@ -533,8 +532,7 @@ class StudyHandle:
             if trial.interrupted:
                 error = "interrupted (Ctrl-C)"
             elif trial.duplicate_of is not None:
-                same = "promotion" if trial.promoted_from is not None else "replicate"
-                error = f"not trained: the same {same} as trial #{trial.duplicate_of}"
+                error = f"not trained: the same {trial.copied} as trial #{trial.duplicate_of}"
             elif error is None:
                 error = "no error recorded: its worker stopped (killed, crashed or lost)"
             failed.append({"number": r.number, "family": r.family, "error": error})
