@@ -628,6 +628,21 @@ def _build_copies(
         np.random.set_state(numpy_state)
 
 
+def _random_state(model: Any) -> list[Any]:
+    """A model's random state: its variables that are not weights (the seed states of its
+    ``Dropout`` and other random layers, in order)."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _seed_random_state(model: Any, seed: int) -> None:
+    """Seeds every random layer of ``model`` from ``seed`` (each its own stream), whatever
+    random state the process built it in."""
+    for i, variable in enumerate(_random_state(model)):
+        (drawn,) = np.random.SeedSequence([seed, i]).generate_state(1)
+        variable.assign(np.asarray([int(drawn) % 10**9 + 1, 0], dtype=variable.dtype))
+
+
 def _weighted_layers(model: Any) -> list[Any]:
     """The layers holding weights, in order (a built-in model's ``Conv2D`` and ``Dense``)."""
     return [layer for layer in model.layers if layer.weights]
@@ -868,6 +883,10 @@ class PackTrainer:
             _set_slot(self.model, fresh, k)
         else:
             self.copies[k].set_weights(fresh.get_weights())
+        if not self.stacked or self.size == 1:  # its dropout seeded as its unpacked model's
+            target = self.model if self.stacked else self.copies[k]
+            for variable, own in zip(_random_state(target), _random_state(fresh), strict=True):
+                variable.assign(ops.convert_to_numpy(own))
         self.optimizer.reset_copy(k)
         schedule = entry.point.build()
         steps = np.arange(self.total_steps)
@@ -1003,6 +1022,8 @@ class PackTrainer:
                     return 0
             callback = _pack_callback_class()(self, epochs, skip_epochs, interrupted)
             keras.utils.set_random_seed(shuffle_seed)
+            if self.stacked and self.size > 1:  # shared dropout layers: seeded with the order
+                _seed_random_state(self.model, shuffle_seed)
             self.model.fit(
                 self.dataset.x_train,
                 self.dataset.y_train,

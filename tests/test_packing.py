@@ -8,6 +8,7 @@ again with Keras on JAX, in a fresh process.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -128,6 +129,42 @@ def test_every_family_trains_as_its_unpacked_trial(
             "shuffle_seed": SHUFFLE + 1,
             "shuffle_epoch": 0,
         }
+
+
+@pytest.mark.parametrize(
+    ("model", "stacked", "size"),
+    [
+        ({**MLP, "dropout": 0.5}, True, 2),
+        ({**MLP, "dropout": 0.5}, True, 1),
+        ({**CNN, "dropout": 0.5}, False, 2),
+    ],
+    ids=["mlp-stacked", "mlp-stacked-one-slot", "cnn-side-by-side"],
+)
+def test_a_pack_with_dropout_trains_alike_whatever_the_process_random_state(
+    model: dict, stacked: bool, size: int
+) -> None:
+    """Dropout masks come from the pack's seeds, not from the random state of the process that
+    built the pack (a fresh process's unseeded one): the same points, seeds and batch order give
+    the same results in any process. The first version drew the stacked pack's dropout seeds
+    from it, and the default study (dropout 0.1) gave another value for the same trial in every
+    run. Side by side, or in a pack of one slot, a copy's masks are its unpacked trial's."""
+    config = _config(model)
+    dataset = load_data(config)
+    points = _points(config, ["cosine", "constant"])
+    seeds = [SEEDS_FROM, SEEDS_FROM + 1]
+    runs = []
+    for state in (1, 2):
+        random.seed(state)  # what an unseeded process starts from differs from run to run
+        np.random.seed(state)
+        trainer = PackTrainer(config, dataset, size, stacked=stacked)
+        runs.append(trainer.train(points, seeds=seeds, shuffle_seed=SHUFFLE))
+    for first, second in zip(*runs, strict=True):
+        assert first.history["loss"] == second.history["loss"]
+        assert first.history["val_loss"] == second.history["val_loss"]
+    if not stacked or size == 1:
+        for point, seed, result in zip(points, seeds, runs[0], strict=True):
+            unpacked = train(config, dataset, point, seed=seed, shuffle_seed=SHUFFLE)
+            _assert_same(result, unpacked, _tolerance())
 
 
 @pytest.mark.parametrize(
