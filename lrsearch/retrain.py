@@ -23,6 +23,7 @@ class RetrainResult:
     seed: int
     metric: str
     value: float | None
+    trial_value: float | None  # what the trial itself reached
     path: Path
     history: dict[str, list[float]]
 
@@ -116,6 +117,7 @@ def retrain(
         seed=seed,
         metric=config.study.metric,
         value=result.value,
+        trial_value=frozen.value,
         path=path,
         history=result.history,
     )

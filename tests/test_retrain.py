@@ -62,6 +62,7 @@ def test_same_seed_same_result(study_url: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"trial #{best.number}" in result.output
     assert f"val_accuracy={best.value:.4f}" in result.output
+    assert "(the trial:" not in result.output  # said only when the two differ
 
 
 def test_epochs_override_and_bad_file_name(study_url: str, tmp_path: Path) -> None:
