@@ -61,6 +61,11 @@ RACE_NOISE_FACTOR = 2.0
 """A family is dropped when behind the median family's best by more than this many times the
 seed noise of a single run (the root-mean-square difference within twin pairs)."""
 
+NOISY_RUNG = 0.5
+"""The race warns that its rung ranks mostly seed noise when the seed's variance (half the
+mean squared twin difference) is more than this share of the variance between the race's
+configurations."""
+
 WAIT: Literal["wait"] = "wait"
 """What :meth:`Plan.next` gives when no trial can start now but running ones may make one."""
 
@@ -163,11 +168,39 @@ class Race:
     pairs: int
     median: float | None
     dropped: tuple[str, ...]
+    spread: float | None = None
+    """The standard deviation of the race configurations' values (three or more)."""
+    epochs: int = 1
+    """The rung's epochs."""
+    longer: int | None = None
+    """A ``min_epochs`` to advise when the rung is too noisy (the next rung's), if any."""
+
+    @property
+    def noise_share(self) -> float | None:
+        """The seed's share of the variance between the race's configurations: a single
+        run's seed variance (half the mean squared twin difference) over their variance."""
+        if self.noise is None or not self.spread:
+            return None
+        return (self.noise**2 / 2) / self.spread**2
 
     def lines(self, maximize: bool) -> list[str]:
         """The decision and its evidence, for ``status`` and the study note."""
         if self.noise is None or self.median is None:
             return ["family race: no family dropped (no twin pair finished, so no noise estimate)"]
+        share = self.noise_share
+        warning = []
+        if share is not None and share > NOISY_RUNG:
+            fix = (
+                f"raise study.halving.min_epochs (min_epochs = {self.longer})"
+                if self.longer is not None
+                else "raise training.epochs or use strategy = 'prune'"
+            )
+            seed_sd = self.noise / math.sqrt(2)
+            warning = [
+                f"  warning: at {self.epochs} epoch{'s' if self.epochs > 1 else ''} a result's "
+                f"seed noise (sd {seed_sd:.3g}) is not small against the spread between "
+                f"configurations (sd {self.spread:.3g}): this rung ranks mostly seed noise; {fix}"
+            ]
         margin = RACE_NOISE_FACTOR * self.noise
         rule = (
             f"rule: a family whose best is {'below' if maximize else 'above'} the median "
@@ -180,7 +213,7 @@ class Race:
             for f, v in sorted(self.bests.items(), key=lambda kv: _rank(kv[1], maximize))
         )
         out = f"dropped: {', '.join(self.dropped)}" if self.dropped else "no family dropped"
-        return [f"family race: {out}", f"  {rule}", f"  race bests: {bests}"]
+        return [f"family race: {out}", f"  {rule}", f"  race bests: {bests}", *warning]
 
 
 @dataclass(frozen=True)
@@ -331,6 +364,14 @@ class Plan:
         known = [v for v in bests.values() if v is not None]
         if not diffs or not known:
             return Race(bests, None, len(diffs), None, ())
+        raced = [
+            e.value
+            for f in self.families
+            for e in self._race_entries(f)
+            if e.state == "COMPLETE" and e.value is not None and math.isfinite(e.value)
+        ]
+        spread = statistics.stdev(raced) if len(raced) >= 3 else None
+        longer = self.rungs[0] * self.eta
         noise = math.sqrt(sum(d * d for d in diffs) / len(diffs))
         median = statistics.median(known)
         margin = RACE_NOISE_FACTOR * noise
@@ -339,7 +380,16 @@ class Plan:
             for f, v in bests.items()
             if v is not None and (median - v if self.maximize else v - median) > margin
         )
-        return Race(bests, noise, len(diffs), median, dropped)
+        return Race(
+            bests,
+            noise,
+            len(diffs),
+            median,
+            dropped,
+            spread,
+            self.rungs[0],
+            longer if longer < self.rungs[-1] else None,
+        )
 
     # --- what next -------------------------------------------------------------------------
 

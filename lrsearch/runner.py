@@ -325,6 +325,7 @@ class Runner:
         self.ran = 0
         # budget-aware successive halving: a Plan read from the trials picks each trial
         self.halving = self.objective.config.study.strategy == "halving" and not replicates
+        self._race_said = False  # the family race's decision, printed once when known
 
     def run(self) -> RunSummary:
         """Runs to the budget, the deadline, the failure limit or the memory limit.
@@ -512,7 +513,12 @@ class Runner:
         if self.halving:
             from lrsearch.halving import create_trial
 
-            job = self.plan().next()
+            plan = self.plan()
+            if plan.race is not None and not self._race_said:
+                self._race_said = True
+                for line in plan.race.lines(plan.maximize):
+                    self.echo(line)
+            job = plan.next()
             if job is None or job == "wait":
                 return None
             return create_trial(study, job)

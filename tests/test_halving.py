@@ -11,6 +11,7 @@ import contextlib
 import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,36 @@ def test_the_plan_races_families_drops_the_clearly_behind_and_promotes_to_the_fu
             assert s.study.trials[source].params == t.params
 
 
+def _race_to_its_end(s: _Study, value: Callable[[str, float], float], twin: float) -> Plan:
+    """Trains until the race is decided (its configurations, twins and the promotions in
+    between) with made-up values; returns the plan."""
+    while s.plan().race is None:
+        job, trial = s.start()
+        result = value(trial.params["family"], trial.params["learning_rate"]) + 0.05 * job.rung
+        s.finish(trial, result + (twin if job.kind == "twin" else 0.0))
+    return s.plan()
+
+
+def test_the_race_warns_when_its_rung_ranks_mostly_seed_noise() -> None:
+    """A lowest rung too short to tell configurations apart (the bundled CNN at 1 epoch sits
+    on its loss plateau): the twins differ as much as the configurations do, and the race's
+    lines say so and how to fix it; a rung whose spread dwarfs the noise says nothing."""
+    noisy = _race_to_its_end(
+        _Study(_config(n_trials=12)), lambda f, lr: 0.11 + 0.002 * math.log10(lr), twin=0.03
+    )
+    assert noisy.race is not None and noisy.race.noise_share is not None
+    assert noisy.race.noise_share > 0.9
+    text = "\n".join(noisy.race.lines(maximize=True))
+    assert "mostly seed noise" in text and "study.halving.min_epochs" in text
+    assert "at 1 epoch" in text and "min_epochs = 3" in text
+    clear = _race_to_its_end(
+        _Study(_config(n_trials=12)), lambda f, lr: _value(f, 0, lr), twin=0.02
+    )
+    assert clear.race is not None and clear.race.noise_share is not None
+    assert clear.race.noise_share < 0.5
+    assert "mostly seed noise" not in "\n".join(clear.race.lines(maximize=True))
+
+
 def test_the_plan_waits_for_running_trials_and_ends_when_all_are_done() -> None:
     s = _Study(_config(n_trials=3, halving={"race": False}, epochs=3))  # rungs 1, 3
     trials = [s.start()[1] for _ in range(3)]
@@ -419,6 +450,7 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
     study_file = _halving_file(tmp_path, "halving-one")
     out = _lrsearch("start", str(study_file), "--storage", url, "--no-progress", cwd=tmp_path)
     assert "[rung 0: 1 epochs" in out and "[rung 1: 3 epochs, from #" in out
+    assert out.count("family race:") == 1  # the worker says the race's decision once
     trials = _check_finished_plan(url, "halving-one", 4)
     status = _lrsearch("status", "halving-one", "--storage", url, cwd=tmp_path)
     assert "rungs (budget-aware halving" in status
