@@ -115,9 +115,12 @@ def test_backend_is_not_part_of_the_fingerprint(tmp_path: Path) -> None:
 
 
 # The exactness tests (references, formulas, serialization); the hypothesis property tests run
-# under the default backend only, as step-by-step eager evaluation is slow on JAX.
+# under the default backend only, as step-by-step eager evaluation is slow on JAX. So do the
+# comparisons with Keras's CosineDecayRestarts and warmup CosineDecay (15 s each on JAX, stepped
+# eagerly): on JAX those families are held to PyTorch's references (31 and 14 cases) instead.
 JAX_SELECTION = (
-    "reference_points or matches_keras or (pytorch_port and not random) "
+    "reference_points or (matches_keras and not restarts and not warmup) "
+    "or (pytorch_port and not random) "
     "or matches_pytorch_reference or formula or round_trip or get_config or cycled_momentum "
     "or schedule_free"
 )
