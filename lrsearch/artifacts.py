@@ -249,11 +249,17 @@ def study_note(study: optuna.Study, metric: str) -> str:
         ]
     else:
         lines += ["No complete trial yet.", ""]
-    lines += [f"| family | best {metric} | trial | trials |", "|---|---|---|---|"]
-    for row in handle.family_stats():
-        value = f"{row.best:.4f}" if row.best is not None else "-"
-        number = f"#{row.best_trial}" if row.best_trial is not None else "-"
-        lines.append(f"| {row.family} | {value} | {number} | {row.trials} |")
+    plan = handle.halving_plan()
+    if plan is None:
+        lines += [f"| family | best {metric} | trial | trials |", "|---|---|---|---|"]
+        for row in handle.family_stats():
+            value = f"{row.best:.4f}" if row.best is not None else "-"
+            number = f"#{row.best_trial}" if row.best_trial is not None else "-"
+            lines.append(f"| {row.family} | {value} | {number} | {row.trials} |")
+    else:  # each family at the highest rung it reached: a 1-epoch value ranks apart
+        lines += [f"| family | best {metric} | trial | at rung (epochs) |", "|---|---|---|---|"]
+        for b in plan.family_bests():
+            lines.append(f"| {b.family} | {b.value:.4f} | #{b.number} | {b.rung} ({b.epochs}) |")
     lr_range = handle.record.lr_range
     if lr_range:
         lines += [

@@ -635,9 +635,11 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     for line in info["race"]:
         click.echo(line)
     if info["best_per_family"]:
-        click.echo("best per family:")
+        rungs = any("rung" in b for b in info["best_per_family"].values())
+        click.echo("best per family" + (" (at the highest rung it reached):" if rungs else ":"))
         for family, b in info["best_per_family"].items():
-            click.echo(f"  {family:<16} {b['value']:.4f}  (trial #{b['number']})")
+            at = f", rung {b['rung']}: {b['epochs']} epochs" if "rung" in b else ""
+            click.echo(f"  {family:<16} {b['value']:.4f}  (trial #{b['number']}{at})")
     for f in info["failed"]:
         click.echo(f"failed: trial #{f['number']} {f['family'] or '?'}: {f['error']}")
     for r in info["running"]:

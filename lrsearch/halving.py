@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WAIT",
+    "FamilyRungBest",
     "Job",
     "Plan",
     "Race",
@@ -214,6 +215,17 @@ class Race:
         )
         out = f"dropped: {', '.join(self.dropped)}" if self.dropped else "no family dropped"
         return [f"family race: {out}", f"  {rule}", f"  race bests: {bests}", *warning]
+
+
+@dataclass(frozen=True)
+class FamilyRungBest:
+    """A family's best complete trial at the highest rung the family reached."""
+
+    family: str
+    value: float
+    number: int
+    rung: int
+    epochs: int
 
 
 @dataclass(frozen=True)
@@ -473,6 +485,25 @@ class Plan:
     def full_trainings(self) -> set[int]:
         """Numbers of the top rung's trials (trained the study's full epochs)."""
         return {e.number for e in self.at(len(self.rungs) - 1)}
+
+    def family_bests(self) -> list[FamilyRungBest]:
+        """Each family's best complete value at the highest rung it reached (a 1-epoch value
+        does not compare with a full training's): ranked by that rung, then by value."""
+        found: dict[str, FamilyRungBest] = {}
+        for e in self.entries:
+            if e.family is None or e.value is None or not math.isfinite(e.value):
+                continue
+            if e.state != "COMPLETE" or e.record.duplicate_of is not None:
+                continue
+            have = found.get(e.family)
+            if have is None or (e.rung, -_rank(e.value, self.maximize)) > (
+                have.rung,
+                -_rank(have.value, self.maximize),
+            ):
+                found[e.family] = FamilyRungBest(
+                    e.family, e.value, e.number, e.rung, self.rungs[e.rung]
+                )
+        return sorted(found.values(), key=lambda b: (-b.rung, _rank(b.value, self.maximize)))
 
     def best_number(self) -> int | None:
         """The best complete trial of the top rung (the search's pick), if any."""

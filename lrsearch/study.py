@@ -536,12 +536,23 @@ class StudyHandle:
             elif error is None:
                 error = "no error recorded: its worker stopped (killed, crashed or lost)"
             failed.append({"number": r.number, "family": r.family, "error": error})
-        best_per_family = {
-            b.family: {"value": b.best, "number": b.best_trial}
-            for b in queries.family_bests(storage, sid, maximize=self.maximize)
-        }
         study = self.record
         plan = self.halving_plan()
+        if plan is None:
+            best_per_family = {
+                b.family: {"value": b.best, "number": b.best_trial}
+                for b in queries.family_bests(storage, sid, maximize=self.maximize)
+            }
+        else:  # at the highest rung each family reached: 1-epoch values rank apart
+            best_per_family = {
+                b.family: {
+                    "value": b.value,
+                    "number": b.number,
+                    "rung": b.rung,
+                    "epochs": b.epochs,
+                }
+                for b in plan.family_bests()
+            }
         rungs = [asdict(r) for r in plan.stats()] if plan is not None else []
         race = plan.race.lines(self.maximize) if plan is not None and plan.race else []
         return StudyStatus(

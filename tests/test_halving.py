@@ -285,6 +285,25 @@ def test_the_race_warns_when_its_rung_ranks_mostly_seed_noise() -> None:
     assert "mostly seed noise" not in "\n".join(clear.race.lines(maximize=True))
 
 
+def test_best_per_family_ranks_a_family_at_the_highest_rung_it_reached() -> None:
+    """A 1-epoch value is not comparable with a full training's: each family's best is taken
+    at the highest rung it reached, and families rank by that rung first."""
+    s = _Study(_config(n_trials=12))
+    while (job := s.plan().next()) is not None:
+        job, trial = s.start()
+        s.finish(trial, _value(trial.params["family"], job.rung, trial.params["learning_rate"]))
+    plan = s.plan()
+    bests = plan.family_bests()
+    rungs = [b.rung for b in bests]
+    assert rungs == sorted(rungs, reverse=True) and rungs[0] == len(plan.rungs) - 1
+    assert bests[0].number == plan.best_number()
+    for b in bests:
+        at = [e for e in plan.at(b.rung) if e.family == b.family and e.value is not None]
+        assert b.value == max(e.value for e in at if e.value is not None)
+        assert not any(e.family == b.family for e in plan.at(b.rung + 1))
+    assert [b.family for b in bests][-1] == "constant"  # dropped by the race: rung 0 only
+
+
 def test_the_plan_waits_for_running_trials_and_ends_when_all_are_done() -> None:
     s = _Study(_config(n_trials=3, halving={"race": False}, epochs=3))  # rungs 1, 3
     trials = [s.start()[1] for _ in range(3)]
@@ -456,12 +475,15 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
     assert "rungs (budget-aware halving" in status
     assert "rung 0        1 epochs" in status.replace("rung 0     1", "rung 0        1")
     assert "family race:" in status and "rms of 3 twin pair(s)" in status
+    assert "best per family (at the highest rung it reached):" in status
+    assert ", rung 1: 3 epochs)" in status
     best = _lrsearch("best", "halving-one", "--storage", url, cwd=tmp_path)
     top = [t for t in trials if TrialRecord.of(t).rung == 1 and t.state == TrialState.COMPLETE]
     from lrsearch.artifacts import study_note
 
     note = study_note(StudyHandle.open("halving-one", url).optuna, "val_accuracy")
     assert "### Rungs" in note and "| 1 | 3 |" in note and "- family race:" in note
+    assert "| at rung (epochs) |" in note and " | 1 (3) |" in note
     winner = max(top, key=lambda t: t.value or 0)
     assert f"best trial #{winner.number}," in best
     # confirm replicates full trainings only: the top rung's best, its whole schedule
