@@ -821,8 +821,9 @@ def retrain(
 
     r = run_retrain(name, save, storage_url=storage, trial=trial_number, epochs=epochs)
     value = f"{r.metric}={r.value:.4f}" if r.value is not None else "no value"
-    if r.trial_value is not None and r.value is not None and f"{r.trial_value:.4f}" not in value:
-        value += f" (the trial: {r.trial_value:.4f})"
+    if r.trial_value is not None and r.value is not None:
+        if f"{r.trial_value:.4f}" != f"{r.value:.4f}":  # as shown: a stacked pack, --epochs
+            value += f" (the trial: {r.trial_value:.4f})"
     click.echo(
         f"trial #{r.trial} ({r.family}, seed {r.seed}) trained {r.epochs} epochs: {value}; "
         f"saved {r.path}"
