@@ -60,6 +60,9 @@ class FamilyRow(FamilyStats):
     best_schedule: dict[str, Any] = field(default_factory=dict)
     importance: dict[str, float] = field(default_factory=dict)
     importance_note: str | None = None
+    epochs: int | None = None
+    """In a halving study, the epochs of the highest rung the family reached: its statistics
+    are that rung's trials'."""
 
 
 @dataclass
@@ -151,7 +154,21 @@ def compare(handle: StudyHandle) -> Comparison:
     from lrsearch.artifacts import top_schedules
 
     rows = handle.rows()
+    complete = handle.complete_trials()
+    plan = handle.halving_plan()
+    reached: dict[str, Any] = {}
+    if plan is not None:  # each family at the highest rung it reached, as status shows it
+        reached = {b.family: b for b in plan.family_bests()}
+        rung_of = {e.number: e.rung for e in plan.entries}
+
+        def at_its_rung(number: int, family: str | None) -> bool:
+            top = reached.get(family or "")
+            return top is None or rung_of.get(number, 0) == top.rung
+
+        rows = [r for r in rows if at_its_rung(r.number, r.family)]
+        complete = [t for t in complete if at_its_rung(t.number, t.params.get("family"))]
     stats = handle.family_stats(rows)
+    stats.sort(key=lambda s: -reached[s.family].rung if s.family in reached else 0)
     if not stats:
         raise LRSearchError(
             f"Study {handle.name!r} has no trial with a schedule family yet: "
@@ -166,10 +183,10 @@ def compare(handle: StudyHandle) -> Comparison:
         if r.family is not None and ok and shown is not None and math.isfinite(shown):
             history.append((r.number, r.family, float(shown), r.state == "COMPLETE"))
     history.sort()
-    complete = handle.complete_trials()
     families = []
     for s in stats:
         row = FamilyRow(**vars(s))
+        row.epochs = reached[s.family].epochs if s.family in reached else None
         row.importance, row.importance_note = family_importance(
             complete, s.family, direction=handle.direction
         )
@@ -219,9 +236,16 @@ def format_text(c: Comparison) -> str:
         f"{'family':<16} {'trials':>6} {'compl.':>6} {'pruned':>6} {'diverg':>6} "
         f"{'failed':>6} {'best':>8} {'median':>8}  best trial"
     )
+    if any(r.epochs is not None for r in c.families):
+        lines += [
+            "halving: each family at the highest rung it reached, these counts its trials there "
+            "(lrsearch status shows every rung)"
+        ]
     lines += ["", header, "-" * len(header)]
     for r in c.families:
         trial = f"#{r.best_trial}" if r.best_trial is not None else "-"
+        if r.epochs is not None:
+            trial += f" ({r.epochs} epochs)"
         lines.append(
             f"{r.family:<16} {r.trials:>6} {r.complete:>6} {r.pruned:>6} {r.diverged:>6} "
             f"{r.failed:>6} {_num(r.best):>8} {_num(r.median):>8}  {trial}"
@@ -312,6 +336,8 @@ def _family_table(c: Comparison) -> str:
     for r in c.families:
         cls = ' class="best"' if r.family == c.best_family else ""
         trial = f"#{r.best_trial}" if r.best_trial is not None else "-"
+        if r.epochs is not None:
+            trial += f" ({r.epochs} epochs)"
         body.append(
             f"<tr{cls}><td>{html.escape(r.family)}</td><td>{r.trials}</td><td>{r.complete}</td>"
             f"<td>{r.pruned}</td><td>{r.diverged}</td><td>{r.failed}</td>"
@@ -364,7 +390,14 @@ def render_html(c: Comparison, figures: Sequence[tuple[Path, str]]) -> str:
         best,
         "<h2>Families</h2>",
         _family_table(c),
-        '<p class="muted">Best and median are over each family\'s complete trials.</p>',
+        '<p class="muted">Best and median are over each family\'s complete trials'
+        + (
+            " at the highest rung it reached (budget-aware halving: a family's best trial "
+            "shows that rung's epochs)."
+            if any(r.epochs is not None for r in c.families)
+            else "."
+        )
+        + "</p>",
     ]
     for heading, image in images.items():
         if heading != IMPORTANCE:

@@ -484,6 +484,19 @@ def test_start_runs_a_halving_study_and_status_shows_its_rungs(tmp_path: Path) -
     note = study_note(StudyHandle.open("halving-one", url).optuna, "val_accuracy")
     assert "### Rungs" in note and "| 1 | 3 |" in note and "- family race:" in note
     assert "| at rung (epochs) |" in note and " | 1 (3) |" in note
+    # compare summarizes each family at the highest rung it reached, as status does
+    from lrsearch.report import compare, format_text
+
+    handle = StudyHandle.open("halving-one", url)
+    plan = handle.halving_plan()
+    assert plan is not None
+    reached = plan.family_bests()
+    comparison = compare(handle)
+    assert [(r.family, r.best, r.best_trial, r.epochs) for r in comparison.families] == [
+        (b.family, b.value, b.number, b.epochs) for b in reached
+    ]
+    assert comparison.best_trial == plan.best_number()
+    assert "at the highest rung it reached" in format_text(comparison)
     winner = max(top, key=lambda t: t.value or 0)
     assert f"best trial #{winner.number}," in best
     # confirm replicates full trainings only: the top rung's best, its whole schedule
