@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from lrsearch._drawing import DrawingProcess
+    from lrsearch.halving import Plan
     from lrsearch.study import StudyHandle
 
 __all__ = [
@@ -269,7 +270,7 @@ def study_note(study: optuna.Study, metric: str) -> str:
             + ", ".join(f"{v:.3g}" for v in lr_range.get("minima", []))
             + f"; `{LR_RANGE}` shows the test).",
         ]
-    lines += halving_lines(handle, metric)
+    lines += halving_lines(plan, metric)
     lines += confirm_lines(handle, metric)
     lines += [
         "",
@@ -287,9 +288,9 @@ def study_note(study: optuna.Study, metric: str) -> str:
     return "\n".join(lines)
 
 
-def halving_lines(handle: StudyHandle, metric: str) -> list[str]:
-    """The note's rungs and family race of a ``strategy = "halving"`` study (none without)."""
-    plan = handle.halving_plan()
+def halving_lines(plan: Plan | None, metric: str) -> list[str]:
+    """The note's rungs and family race of a ``strategy = "halving"`` study's ``plan`` (none
+    without)."""
     if plan is None:
         return []
     lines = [
@@ -304,7 +305,7 @@ def halving_lines(handle: StudyHandle, metric: str) -> list[str]:
         number = f"#{r.best_number}" if r.best_number is not None else "-"
         lines.append(f"| {r.rung} | {r.epochs} | {sum(r.counts.values())} | {value} | {number} |")
     if plan.race is not None:
-        lines += ["", *(f"- {line.strip()}" for line in plan.race.lines(handle.maximize))]
+        lines += ["", *(f"- {line.strip()}" for line in plan.race.lines(plan.maximize))]
     return lines
 
 

@@ -34,6 +34,7 @@ from lrsearch.queries import FamilyStats
 from lrsearch.records import TrialRecord
 
 if TYPE_CHECKING:
+    from lrsearch.halving import FamilyRungBest
     from lrsearch.study import StudyHandle
 
 __all__ = [
@@ -156,7 +157,7 @@ def compare(handle: StudyHandle) -> Comparison:
     rows = handle.rows()
     complete = handle.complete_trials()
     plan = handle.halving_plan()
-    reached: dict[str, Any] = {}
+    reached: dict[str, FamilyRungBest] = {}
     if plan is not None:  # each family at the highest rung it reached, as status shows it
         reached = {b.family: b for b in plan.family_bests()}
         rung_of = {e.number: e.rung for e in plan.entries}
